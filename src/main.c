@@ -1,1 +1,139 @@
-int main(void) { return 0; }
+/* sluice: subcommand dispatch only. */
+#include <stdio.h>
+#include <string.h>
+
+#include "config/config.h"
+#include "core/core.h"
+#include "gateway/gateway.h"
+
+static const char usage[] =
+    "usage: sluice <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  serve [--config FILE]     run the gateway (built-in defaults without --config)\n"
+    "  check-config FILE         validate a configuration file; exit 0 when valid, 1 when not\n"
+    "  config-reference          print the configuration reference (docs/config.md)\n"
+    "  version                   print the version\n"
+    "  help                      print this help\n"
+    "\n"
+    "Run 'sluice <command> --help' for a command's options.\n";
+
+static int bad_usage(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "sluice: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n\n%s", usage);
+    return 2;
+}
+
+static bool is_help(const char *arg)
+{
+    return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0;
+}
+
+static int load_config(const char *path, struct sl_config **cfg)
+{
+    struct sl_config_errors errs;
+    sl_config_errors_init(&errs);
+    int err = path ? sl_config_load_file(path, cfg, &errs) : sl_config_load_default(cfg, &errs);
+    if (err)
+        sl_config_errors_print(&errs, stderr);
+    sl_config_errors_dispose(&errs);
+    return err;
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+    static const char help[] = "usage: sluice serve [--config FILE]\n"
+                               "\n"
+                               "Run the gateway. Without --config it serves the built-in "
+                               "defaults.\nSIGTERM or SIGINT shuts it down gracefully.\n";
+    const char *path = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(help, stdout);
+            return 0;
+        }
+        if ((strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "-c") == 0) && i + 1 < argc) {
+            path = argv[++i];
+        } else if (strncmp(argv[i], "--config=", 9) == 0) {
+            path = argv[i] + 9;
+        } else {
+            return bad_usage("serve: unknown option or missing value: %s", argv[i]);
+        }
+    }
+    struct sl_config *cfg = NULL;
+    if (load_config(path, &cfg) != SL_OK)
+        return 1;
+    int rc = sl_gateway_run(cfg);
+    sl_config_unref(cfg);
+    return rc;
+}
+
+static int cmd_check_config(int argc, char **argv)
+{
+    static const char help[] =
+        "usage: sluice check-config FILE\n"
+        "\n"
+        "Validate FILE. Prints every problem as FILE:LINE:COL: key.path: message\n"
+        "and exits 1 when there is any; prints 'FILE: ok' and exits 0 otherwise.\n";
+    if (argc == 1 && is_help(argv[0])) {
+        fputs(help, stdout);
+        return 0;
+    }
+    if (argc != 1 || argv[0][0] == '-')
+        return bad_usage("check-config takes exactly one FILE%s", "");
+    struct sl_config *cfg = NULL;
+    if (load_config(argv[0], &cfg) != SL_OK)
+        return 1;
+    printf("%s: ok\n", argv[0]);
+    sl_config_unref(cfg);
+    return 0;
+}
+
+static int cmd_config_reference(int argc, char **argv)
+{
+    if (argc == 1 && is_help(argv[0])) {
+        fputs("usage: sluice config-reference\n\nPrint the Markdown reference of every "
+              "configuration key (docs/config.md).\n",
+              stdout);
+        return 0;
+    }
+    if (argc != 0)
+        return bad_usage("config-reference takes no arguments%s", "");
+    struct sl_buf out;
+    sl_buf_init(&out);
+    int err = sl_config_write_reference(&out);
+    if (err == SL_OK)
+        fwrite(out.base, 1, out.len, stdout);
+    sl_buf_dispose(&out);
+    return err == SL_OK ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return bad_usage("missing command%s", "");
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "help") == 0 || is_help(cmd)) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        if (argc > 2 && is_help(argv[2])) {
+            fputs("usage: sluice version\n\nPrint the version.\n", stdout);
+            return 0;
+        }
+        if (argc > 2)
+            return bad_usage("version takes no arguments%s", "");
+        printf("sluice %s\n", SL_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "serve") == 0)
+        return cmd_serve(argc - 2, argv + 2);
+    if (strcmp(cmd, "check-config") == 0)
+        return cmd_check_config(argc - 2, argv + 2);
+    if (strcmp(cmd, "config-reference") == 0)
+        return cmd_config_reference(argc - 2, argv + 2);
+    return bad_usage("unknown command: %s", cmd);
+}

@@ -141,3 +141,14 @@ void sl_buf_consume(struct sl_buf *b, size_t n)
     if (b->base)
         b->base[b->len] = '\0';
 }
+
+int sl_buf_append_u64(struct sl_buf *b, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[sizeof(tmp) - 1 - n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return sl_buf_append(b, tmp + sizeof(tmp) - n, n);
+}

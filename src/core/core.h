@@ -60,6 +60,8 @@ int sl_buf_appendf(struct sl_buf *b, const char *fmt, ...) __attribute__((format
 int sl_buf_vappendf(struct sl_buf *b, const char *fmt, va_list ap);
 /* Append s as the contents of a JSON string (no quotes), escaping as JSON requires. */
 int sl_buf_append_json_escaped(struct sl_buf *b, struct sl_str s);
+/* Append v in decimal. */
+int sl_buf_append_u64(struct sl_buf *b, uint64_t v);
 /* Drop the first n bytes, moving the rest to the front. */
 void sl_buf_consume(struct sl_buf *b, size_t n);
 

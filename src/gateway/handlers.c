@@ -1,0 +1,45 @@
+/*
+ * What the gateway answers on its listeners. At this stage: /healthz on both
+ * listeners; everything else is a JSON 404.
+ */
+#include "gateway/internal.h"
+
+
+static void respond_health(struct sl_http_request *req)
+{
+    if (!sl_str_eq(req->head.method, SL_STR("GET")) && !req->is_head) {
+        struct sl_http_header allow = {SL_STR("Allow"), SL_STR("GET, HEAD")};
+        static const char body[] =
+            "{\"error\":{\"code\":\"MethodNotAllowed\",\"message\":\"/healthz supports GET and HEAD\"}}";
+        struct sl_http_header hs[] = {{SL_STR("Content-Type"), SL_STR("application/json")}, allow};
+        if (sl_http_start_response(req, 405, hs, 2, SL_HTTP_FRAMING_LENGTH, sizeof(body) - 1) ==
+            SL_OK)
+            sl_http_write(req, body, sizeof(body) - 1);
+        sl_http_finish(req);
+        return;
+    }
+    sl_http_respond(req, 200, SL_STR("application/json"), SL_STR("{\"status\":\"ok\"}"));
+}
+
+static void respond_not_found(struct sl_http_request *req)
+{
+    sl_http_respond_error(req, 404, "NotFound",
+                          "this path is not served by the gateway; see docs/api.md for the paths "
+                          "it serves");
+}
+
+void sl_gateway_on_public_request(struct sl_http_request *req, void *data)
+{
+    if (sl_str_eq(req->head.path, SL_STR("/healthz")))
+        respond_health(req);
+    else
+        respond_not_found(req);
+}
+
+void sl_gateway_on_admin_request(struct sl_http_request *req, void *data)
+{
+    if (sl_str_eq(req->head.path, SL_STR("/healthz")))
+        respond_health(req);
+    else
+        respond_not_found(req);
+}

@@ -1,0 +1,93 @@
+/*
+ * http: the HTTP/1.1 server side. One struct sl_http_server per event loop
+ * owns its listening sockets and connections; a handler callback receives
+ * each complete request (head and body) and answers it through the response
+ * writer below, synchronously or later from any callback on the same loop.
+ */
+#ifndef SL_HTTP_H
+#define SL_HTTP_H
+
+#include <uv.h>
+
+#include "config/config.h"
+#include "core/core.h"
+#include "http/parser.h"
+
+struct sl_http_server;
+struct sl_http_conn;
+struct sl_http_request;
+
+/* Called once per request, on the server's loop. The request belongs to the
+ * handler until it calls sl_http_finish(); the server never frees it before. */
+typedef void (*sl_http_on_request)(struct sl_http_request *req, void *data);
+/* Called when the client went away while the handler owns the request; the
+ * handler should stop its work and call sl_http_finish() soon. */
+typedef void (*sl_http_on_abort)(struct sl_http_request *req, void *data);
+/* Called when the response's output queue has drained below the low mark. */
+typedef void (*sl_http_on_drain)(struct sl_http_request *req, void *data);
+
+struct sl_http_server_options {
+    const struct sl_config_addr *listen; /* borrowed for the call only */
+    size_t n_listen;
+    const struct sl_config_limits *limits; /* copied */
+    bool access_log;
+    const char *name; /* "public" or "admin": appears in logs; borrowed, static */
+    sl_http_on_request on_request;
+    void *data; /* passed to on_request */
+};
+
+/* A request as the handler sees it. Views point into connection buffers and
+ * stay valid until sl_http_finish(). */
+struct sl_http_request {
+    struct sl_http_request_head head;
+    struct sl_str body;
+    char id[129];           /* x-request-id: the client's when sane, else generated */
+    struct sl_arena *arena; /* per-request memory, freed at sl_http_finish() */
+    uint64_t start_us;      /* when the head was complete */
+    struct sl_http_conn *conn;
+    struct sl_http_server *server;
+    bool is_head; /* HEAD request: the writer drops body bytes */
+};
+
+int sl_http_server_new(uv_loop_t *loop, const struct sl_http_server_options *opts,
+                       struct sl_http_server **out);
+/* Stop accepting, close idle connections, let in-flight requests finish for
+ * up to deadline_ms, then close everything. on_closed runs once all handles
+ * are closed; the server frees itself afterwards. */
+void sl_http_server_shutdown(struct sl_http_server *s, uint64_t deadline_ms,
+                             void (*on_closed)(void *data), void *data);
+/* Open connections of this server right now. */
+size_t sl_http_server_connections(const struct sl_http_server *s);
+
+/* ---- response writer ---- */
+enum sl_http_framing {
+    SL_HTTP_FRAMING_LENGTH,  /* Content-Length: content_length */
+    SL_HTTP_FRAMING_CHUNKED, /* chunked (close-delimited for HTTP/1.0 clients) */
+};
+
+/* Extra response headers; names and values must be valid header text. */
+int sl_http_start_response(struct sl_http_request *req, int status,
+                           const struct sl_http_header *headers, size_t n_headers,
+                           enum sl_http_framing framing, uint64_t content_length);
+/* Queue body bytes (copied). Returns SL_ESTATE after the client went away. */
+int sl_http_write(struct sl_http_request *req, const void *data, size_t len);
+/* True when the output queue is above the high mark: stop producing until on_drain. */
+bool sl_http_congested(const struct sl_http_request *req);
+void sl_http_set_callbacks(struct sl_http_request *req, sl_http_on_drain on_drain,
+                           sl_http_on_abort on_abort, void *data);
+/* End the response and release the request. If the response was never
+ * started, or was cut short, the connection is closed afterwards. */
+void sl_http_finish(struct sl_http_request *req);
+
+/* One complete response with a body; finishes the request. */
+void sl_http_respond(struct sl_http_request *req, int status, struct sl_str content_type,
+                     struct sl_str body);
+/* A JSON error {"error":{"code":...,"message":...}}; finishes the request. */
+void sl_http_respond_error(struct sl_http_request *req, int status, const char *code,
+                           const char *message);
+
+const char *sl_http_status_reason(int status);
+/* The Azure-style error code for an HTTP status ("BadRequest", ...). */
+const char *sl_http_status_code_name(int status);
+
+#endif

@@ -1,0 +1,274 @@
+/*
+ * Per-loop HTTP server: opens its own listening sockets with SO_REUSEPORT
+ * (so every worker accepts on the same port and the kernel spreads
+ * connections), keeps the connection list, batches access-log lines, and
+ * runs graceful shutdown.
+ */
+#include "http/internal.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Flush the access log once it holds this much, or at the end of each loop
+ * iteration: one write per batch, never one per request under load. */
+#define SL_ACCESS_LOG_FLUSH_BYTES (32 * 1024)
+
+static void on_server_handle_closed(uv_handle_t *h);
+
+static void maybe_closed(struct sl_http_server *s)
+{
+    if (!s->shutting_down || s->n_conns > 0)
+        return;
+    if (!s->timers_closing) {
+        s->timers_closing = true;
+        uv_close((uv_handle_t *)&s->deadline, on_server_handle_closed);
+        uv_close((uv_handle_t *)&s->log_flush, on_server_handle_closed);
+        return;
+    }
+    if (s->handles_open > 0)
+        return;
+    if (s->log.len)
+        sl_log_write_line(s->log.base, s->log.len);
+    sl_buf_dispose(&s->log);
+    void (*cb)(void *) = s->on_closed;
+    void *data = s->closed_data;
+    free(s->listeners);
+    free(s);
+    if (cb)
+        cb(data);
+}
+
+static void on_server_handle_closed(uv_handle_t *h)
+{
+    struct sl_http_server *s = h->data;
+    s->handles_open--;
+    maybe_closed(s);
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    struct sl_http_listener *l = h->data;
+    l->server->handles_open--;
+    maybe_closed(l->server);
+}
+
+void sl_server_conn_freed(struct sl_http_server *s, struct sl_http_conn *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->n_conns--;
+    maybe_closed(s);
+}
+
+size_t sl_http_server_connections(const struct sl_http_server *s)
+{
+    return s->n_conns;
+}
+
+const char *sl_server_date(struct sl_http_server *s)
+{
+    time_t now = time(NULL);
+    if (now != s->date_sec) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(s->date, sizeof(s->date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        s->date_sec = now;
+    }
+    return s->date;
+}
+
+static void flush_log(struct sl_http_server *s)
+{
+    if (s->log.len == 0)
+        return;
+    sl_log_write_line(s->log.base, s->log.len);
+    s->log.len = 0;
+}
+
+static void on_log_check(uv_check_t *h)
+{
+    flush_log(h->data);
+}
+
+void sl_server_log_access(struct sl_http_server *s, struct sl_http_conn *c)
+{
+    if (!s->access_log)
+        return;
+    struct sl_buf *b = &s->log;
+    char when[40];
+    sl_clock_rfc3339(when, sizeof(when));
+    uint64_t dur = sl_clock_mono_us() - c->req.start_us;
+    const struct sl_http_request_head *h = &c->req.head;
+    /* Path only: the query string may carry values that are not ours to log. */
+    sl_buf_append(b, "{\"time\":\"", 9);
+    sl_buf_append(b, when, strlen(when));
+    sl_buf_append(b, "\",\"type\":\"access\",\"listener\":\"", 30);
+    sl_buf_append(b, s->name, strlen(s->name));
+    sl_buf_append(b, "\",\"request_id\":\"", 16);
+    sl_buf_append(b, c->req.id, strlen(c->req.id));
+    sl_buf_append(b, "\",\"remote\":\"", 12);
+    sl_buf_append(b, c->remote, strlen(c->remote));
+    sl_buf_append(b, "\",\"method\":\"", 12);
+    sl_buf_append_json_escaped(b, h->method);
+    sl_buf_append(b, "\",\"path\":\"", 10);
+    sl_buf_append_json_escaped(b, h->path);
+    sl_buf_append(b, "\",\"status\":", 11);
+    sl_buf_append_u64(b, (uint64_t)c->status);
+    sl_buf_append(b, ",\"bytes\":", 9);
+    sl_buf_append_u64(b, c->bytes_total);
+    sl_buf_append(b, ",\"duration_us\":", 15);
+    sl_buf_append_u64(b, dur);
+    sl_buf_append(b, "}\n", 2);
+    if (b->len >= SL_ACCESS_LOG_FLUSH_BYTES)
+        flush_log(s);
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+    struct sl_http_listener *l = listener->data;
+    if (status < 0) {
+        sl_log_warn("%s listener: accept failed: %s", l->server->name, uv_strerror(status));
+        return;
+    }
+    sl_conn_accept(l->server, listener);
+}
+
+/* libuv 1.44 cannot set SO_REUSEPORT itself: make the socket, then hand it over. */
+static int open_listener(struct sl_http_server *s, struct sl_http_listener *l,
+                         const struct sl_config_addr *a)
+{
+    struct sockaddr_storage ss;
+    int err;
+    int fd = -1;
+    memset(&ss, 0, sizeof(ss));
+    if (strchr(a->host, ':'))
+        err = uv_ip6_addr(a->host, a->port, (struct sockaddr_in6 *)&ss);
+    else
+        err = uv_ip4_addr(a->host, a->port, (struct sockaddr_in *)&ss);
+    if (err)
+        goto fail;
+    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        err = -errno;
+        goto fail;
+    }
+    int one = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+        err = -errno;
+        goto fail;
+    }
+    if (ss.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    socklen_t len = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                             : sizeof(struct sockaddr_in);
+    if (bind(fd, (struct sockaddr *)&ss, len) != 0) {
+        err = -errno;
+        goto fail;
+    }
+    uv_tcp_init(s->loop, &l->tcp);
+    l->server = s;
+    s->handles_open++;
+    if ((err = uv_tcp_open(&l->tcp, fd)) != 0) {
+        close(fd);
+        uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
+        return err;
+    }
+    l->tcp.data = l;
+    if ((err = uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection)) != 0) {
+        uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
+        return err;
+    }
+    return 0;
+fail:
+    if (fd >= 0)
+        close(fd);
+    return err;
+}
+
+int sl_http_server_new(uv_loop_t *loop, const struct sl_http_server_options *opts,
+                       struct sl_http_server **out)
+{
+    struct sl_http_server *s = calloc(1, sizeof(*s));
+    int err = SL_ENOMEM;
+    *out = NULL;
+    if (s == NULL)
+        return SL_ENOMEM;
+    s->loop = loop;
+    s->limits = *opts->limits;
+    s->access_log = opts->access_log;
+    s->name = opts->name;
+    s->on_request = opts->on_request;
+    s->data = opts->data;
+    sl_buf_init(&s->log);
+    s->listeners = calloc(opts->n_listen ? opts->n_listen : 1, sizeof(*s->listeners));
+    if (s->listeners == NULL)
+        goto fail;
+    uv_check_init(loop, &s->log_flush);
+    s->log_flush.data = s;
+    uv_check_start(&s->log_flush, on_log_check);
+    uv_unref((uv_handle_t *)&s->log_flush);
+    uv_timer_init(loop, &s->deadline);
+    s->deadline.data = s;
+    uv_unref((uv_handle_t *)&s->deadline);
+    s->handles_open = 2;
+    for (size_t i = 0; i < opts->n_listen; i++) {
+        const struct sl_config_addr *a = &opts->listen[i];
+        if ((err = open_listener(s, &s->listeners[i], a)) != 0) {
+            sl_log_error("%s listener %s%s%s:%u: %s", s->name, strchr(a->host, ':') ? "[" : "",
+                         a->host, strchr(a->host, ':') ? "]" : "", a->port, uv_strerror(err));
+            s->n_listeners = i;
+            sl_http_server_shutdown(s, 0, NULL, NULL);
+            return SL_EIO;
+        }
+        s->n_listeners = i + 1;
+    }
+    *out = s;
+    return SL_OK;
+fail:
+    free(s->listeners);
+    free(s);
+    return err;
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+    struct sl_http_server *s = t->data;
+    if (s->n_conns)
+        sl_log_warn("%s listener: shutdown deadline reached, closing %zu connection(s)", s->name,
+                    s->n_conns);
+    for (struct sl_http_conn *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        sl_conn_close(c);
+    }
+}
+
+void sl_http_server_shutdown(struct sl_http_server *s, uint64_t deadline_ms,
+                             void (*on_closed)(void *data), void *data)
+{
+    if (s->shutting_down)
+        return;
+    s->shutting_down = true;
+    s->on_closed = on_closed;
+    s->closed_data = data;
+    for (size_t i = 0; i < s->n_listeners; i++)
+        uv_close((uv_handle_t *)&s->listeners[i].tcp, on_listener_closed);
+    for (struct sl_http_conn *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        sl_conn_drain(c);
+    }
+    if (s->n_conns) {
+        uv_ref((uv_handle_t *)&s->deadline);
+        uv_timer_start(&s->deadline, on_deadline, deadline_ms, 0);
+    }
+    flush_log(s);
+    maybe_closed(s);
+}
