@@ -9,9 +9,9 @@ struct sl_worker {
     unsigned index;
     uv_loop_t loop;
     uv_thread_t thread;
-    uv_async_t stop;              /* main thread → worker: begin graceful shutdown */
-    struct sl_http_server *http;  /* owned until its shutdown completes */
-    struct sl_gateway *gw;        /* borrowed */
+    uv_async_t stop;             /* main thread → worker: begin graceful shutdown */
+    struct sl_http_server *http; /* owned until its shutdown completes */
+    struct sl_gateway *gw;       /* borrowed */
     bool thread_started;
 };
 
@@ -172,9 +172,9 @@ int sl_gateway_run(struct sl_config *cfg)
     uv_signal_start(&gw.sigint, on_signal, SIGINT);
 
     for (size_t i = 0; i < cfg->n_listen; i++)
-        sl_log_info("listening on %s%s%s:%u (%u workers)", strchr(cfg->listen[i].host, ':') ? "[" : "",
-                    cfg->listen[i].host, strchr(cfg->listen[i].host, ':') ? "]" : "",
-                    cfg->listen[i].port, gw.n_workers);
+        sl_log_info("listening on %s%s%s:%u (%u workers)",
+                    strchr(cfg->listen[i].host, ':') ? "[" : "", cfg->listen[i].host,
+                    strchr(cfg->listen[i].host, ':') ? "]" : "", cfg->listen[i].port, gw.n_workers);
     sl_log_info("admin listener on %s%s%s:%u", strchr(cfg->admin_listen.host, ':') ? "[" : "",
                 cfg->admin_listen.host, strchr(cfg->admin_listen.host, ':') ? "]" : "",
                 cfg->admin_listen.port);

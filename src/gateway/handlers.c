@@ -4,13 +4,12 @@
  */
 #include "gateway/internal.h"
 
-
 static void respond_health(struct sl_http_request *req)
 {
     if (!sl_str_eq(req->head.method, SL_STR("GET")) && !req->is_head) {
         struct sl_http_header allow = {SL_STR("Allow"), SL_STR("GET, HEAD")};
-        static const char body[] =
-            "{\"error\":{\"code\":\"MethodNotAllowed\",\"message\":\"/healthz supports GET and HEAD\"}}";
+        static const char body[] = "{\"error\":{\"code\":\"MethodNotAllowed\",\"message\":\"/"
+                                   "healthz supports GET and HEAD\"}}";
         struct sl_http_header hs[] = {{SL_STR("Content-Type"), SL_STR("application/json")}, allow};
         if (sl_http_start_response(req, 405, hs, 2, SL_HTTP_FRAMING_LENGTH, sizeof(body) - 1) ==
             SL_OK)

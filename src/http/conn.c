@@ -298,8 +298,8 @@ static void conn_process(struct sl_http_conn *c)
                 break;
             struct sl_http_parse_error perr = {0, NULL};
             long n = sl_http_parse_request(c->in.base, c->in.len,
-                                           (size_t)c->server->limits.max_header_bytes,
-                                           &c->req.head, &perr);
+                                           (size_t)c->server->limits.max_header_bytes, &c->req.head,
+                                           &perr);
             if (n == SL_EAGAIN)
                 break;
             if (n < 0) {

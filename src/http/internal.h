@@ -29,10 +29,10 @@ enum sl_conn_state {
 
 enum sl_conn_timer {
     SL_TIMER_NONE,
-    SL_TIMER_IDLE,    /* keep-alive, no bytes of a next request yet */
-    SL_TIMER_HEAD,    /* a request head is arriving */
-    SL_TIMER_BODY,    /* a request body is arriving */
-    SL_TIMER_LINGER,  /* lingering close */
+    SL_TIMER_IDLE,   /* keep-alive, no bytes of a next request yet */
+    SL_TIMER_HEAD,   /* a request head is arriving */
+    SL_TIMER_BODY,   /* a request body is arriving */
+    SL_TIMER_LINGER, /* lingering close */
 };
 
 struct sl_http_listener {
@@ -94,7 +94,7 @@ struct sl_http_conn {
  * itself after shutdown once every handle is closed.
  */
 struct sl_http_server {
-    uv_loop_t *loop; /* borrowed */
+    uv_loop_t *loop;                    /* borrowed */
     struct sl_http_listener *listeners; /* owned array of n_listeners */
     size_t n_listeners;
     struct sl_config_limits limits;
@@ -104,8 +104,8 @@ struct sl_http_server {
     void *data;
     struct sl_http_conn *conns; /* owned list */
     size_t n_conns;
-    struct sl_buf log;          /* access-log lines not yet written */
-    uv_check_t log_flush;       /* writes `log` once per loop iteration */
+    struct sl_buf log;    /* access-log lines not yet written */
+    uv_check_t log_flush; /* writes `log` once per loop iteration */
     bool shutting_down;
     bool timers_closing; /* deadline and log_flush are being closed */
     uv_timer_t deadline;
