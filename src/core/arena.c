@@ -19,7 +19,7 @@ void sl_arena_init(struct sl_arena *a, size_t block_size)
 
 void *sl_arena_alloc(struct sl_arena *a, size_t size)
 {
-    const size_t align = sizeof(max_align_t);
+    const size_t align = _Alignof(max_align_t);
     size = (size + align - 1) & ~(align - 1);
     struct sl_arena_block *blk = a->head;
     if (blk == NULL || blk->size - blk->used < size) {

@@ -14,12 +14,20 @@ uint64_t sl_clock_mono_us(void)
 
 void sl_clock_rfc3339(char *out, size_t outlen)
 {
+    /* Formatting the date is the costly part and changes once a second:
+     * keep the last one per thread. */
+    static _Thread_local time_t cached_sec = -1;
+    static _Thread_local char cached[24];
     struct timespec ts;
-    struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+    if (ts.tv_sec != cached_sec) {
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        strftime(cached, sizeof(cached), "%Y-%m-%dT%H:%M:%S", &tm);
+        cached_sec = ts.tv_sec;
+    }
+    long ms = ts.tv_nsec / 1000000;
+    snprintf(out, outlen, "%s.%03ldZ", cached, ms);
 }
 
 /* xoshiro256** per thread, seeded from the kernel once: ids need to be unique,

@@ -66,11 +66,11 @@ const struct sl_http_header *sl_http_find_header(const struct sl_http_request_he
  * fields are checked for syntax and dropped.
  */
 struct sl_http_chunked {
-    int state;           /* private */
-    uint64_t remaining;  /* bytes left in the current chunk */
-    size_t line_len;     /* bytes of the current size/trailer line seen so far */
-    size_t trailer_len;  /* total trailer bytes seen */
-    size_t max_line;     /* bound for a size line or trailer section */
+    int state;          /* private */
+    uint64_t remaining; /* bytes left in the current chunk */
+    size_t line_len;    /* bytes of the current size/trailer line seen so far */
+    size_t trailer_len; /* total trailer bytes seen */
+    size_t max_line;    /* bound for a size line or trailer section */
 };
 void sl_http_chunked_init(struct sl_http_chunked *d, size_t max_line);
 /*

@@ -78,7 +78,7 @@ static void test_arena(void **state)
     assert_non_null(p);
     assert_non_null(q);
     assert_true(q >= p + 10);
-    assert_int_equal((uintptr_t)q % sizeof(max_align_t), 0);
+    assert_int_equal((uintptr_t)q % _Alignof(max_align_t), 0);
     char *big = sl_arena_alloc(&a, 10000); /* larger than a block */
     assert_non_null(big);
     memset(big, 1, 10000);
