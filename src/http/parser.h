@@ -19,7 +19,7 @@ struct sl_http_header {
 
 enum sl_http_body_kind {
     SL_HTTP_BODY_NONE,    /* no body */
-    SL_HTTP_BODY_LENGTH,  /* Content-Length bytes follow */
+    SL_HTTP_BODY_LENGTH,  /* Content-Length bytes follow (possibly 0) */
     SL_HTTP_BODY_CHUNKED, /* Transfer-Encoding: chunked */
 };
 
