@@ -97,6 +97,8 @@ static int start_workers(struct sl_gateway *gw)
             .limits = &cfg->limits,
             .access_log = cfg->log.access,
             .name = "public",
+            .share_port = true,
+            .first_sharer = i == 0,
             .on_request = sl_gateway_on_public_request,
             .data = w,
         };

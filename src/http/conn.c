@@ -57,7 +57,10 @@ static void on_timer(uv_timer_t *t)
     c->timer_kind = SL_TIMER_NONE;
     switch (kind) {
     case SL_TIMER_HEAD:
-        sl_response_protocol_error(c, 408, "the request head was not received in time");
+        if (c->in.len == 0)
+            sl_conn_close(c); /* not a byte sent: nobody to answer */
+        else
+            sl_response_protocol_error(c, 408, "the request head was not received in time");
         break;
     case SL_TIMER_BODY:
         sl_response_protocol_error(c, 408, "the request body was not received in time");
@@ -194,17 +197,24 @@ static void conn_start_reading(struct sl_http_conn *c)
         c->reading = true;
 }
 
-static void dispatch(struct sl_http_conn *c)
+void sl_conn_set_request_id(struct sl_http_conn *c)
 {
     struct sl_http_request *req = &c->req;
-    struct sl_http_server *s = c->server;
-    const struct sl_http_header *rid = sl_http_find_header(&req->head, SL_STR("x-request-id"));
+    const struct sl_http_header *rid =
+        c->head_len ? sl_http_find_header(&req->head, SL_STR("x-request-id")) : NULL;
     if (rid && sl_request_id_is_sane(rid->value)) {
         memcpy(req->id, rid->value.base, rid->value.len);
         req->id[rid->value.len] = '\0';
     } else {
         sl_request_id_new(req->id);
     }
+}
+
+static void dispatch(struct sl_http_conn *c)
+{
+    struct sl_http_request *req = &c->req;
+    struct sl_http_server *s = c->server;
+    sl_conn_set_request_id(c);
     req->is_head = sl_str_eq(req->head.method, SL_STR("HEAD"));
     req->arena = &c->arena;
     req->conn = c;
@@ -303,8 +313,14 @@ static void conn_process(struct sl_http_conn *c)
             if (n == SL_EAGAIN)
                 break;
             if (n < 0) {
-                sl_response_protocol_error(c, perr.status ? perr.status : 400,
-                                           perr.reason ? perr.reason : "malformed request");
+                int status = perr.status ? perr.status : 400;
+                const char *reason = perr.reason ? perr.reason : "malformed request";
+                if (status == 431 && memchr(c->in.base, '\n', c->in.len) == NULL) {
+                    /* Too large before the request line even ended: the target is too long. */
+                    status = 414;
+                    reason = "the request target is too long";
+                }
+                sl_response_protocol_error(c, status, reason);
                 break;
             }
             c->head_len = (size_t)n;

@@ -32,6 +32,11 @@ struct sl_http_server_options {
     const struct sl_config_limits *limits; /* copied */
     bool access_log;
     const char *name; /* "public" or "admin": appears in logs; borrowed, static */
+    /* Other servers of this process (one per worker) listen on the same
+     * addresses with SO_REUSEPORT. The first of them makes sure no other
+     * process holds the addresses, which SO_REUSEPORT would silently allow. */
+    bool share_port;
+    bool first_sharer;
     sl_http_on_request on_request;
     void *data; /* passed to on_request */
 };

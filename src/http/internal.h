@@ -120,6 +120,8 @@ struct sl_http_server {
 void sl_conn_accept(struct sl_http_server *s, uv_stream_t *listener);
 void sl_conn_close(struct sl_http_conn *c);
 void sl_conn_flush(struct sl_http_conn *c);
+/* The client's x-request-id when the head is parsed and it is sane, else a new one. */
+void sl_conn_set_request_id(struct sl_http_conn *c);
 /* After a response is complete: log, reset, and go on with the next request. */
 void sl_conn_request_done(struct sl_http_conn *c);
 /* Server shutdown: close if idle, else close after the current response. */

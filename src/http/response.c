@@ -256,7 +256,7 @@ void sl_response_protocol_error(struct sl_http_conn *c, int status, const char *
         c->req.head.method = SL_STR_NULL;
         c->req.head.path = SL_STR_NULL;
     }
-    sl_request_id_new(c->req.id);
+    sl_conn_set_request_id(c);
     struct sl_buf body;
     sl_buf_init(&body);
     append_error_body(&body, sl_http_status_code_name(status), message);

@@ -141,13 +141,13 @@ static void on_connection(uv_stream_t *listener, int status)
     sl_conn_accept(l->server, listener);
 }
 
-/* libuv 1.44 cannot set SO_REUSEPORT itself: make the socket, then hand it over. */
-static int open_listener(struct sl_http_server *s, struct sl_http_listener *l,
-                         const struct sl_config_addr *a)
+/* A bound (not yet listening) socket in *out_fd, or a negative uv error. */
+static int bind_socket(const struct sl_config_addr *a, bool reuseport, int *out_fd)
 {
     struct sockaddr_storage ss;
     int err;
     int fd = -1;
+    int one = 1;
     memset(&ss, 0, sizeof(ss));
     if (strchr(a->host, ':'))
         err = uv_ip6_addr(a->host, a->port, (struct sockaddr_in6 *)&ss);
@@ -160,9 +160,8 @@ static int open_listener(struct sl_http_server *s, struct sl_http_listener *l,
         err = -errno;
         goto fail;
     }
-    int one = 1;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+        (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)) {
         err = -errno;
         goto fail;
     }
@@ -174,6 +173,28 @@ static int open_listener(struct sl_http_server *s, struct sl_http_listener *l,
         err = -errno;
         goto fail;
     }
+    *out_fd = fd;
+    return 0;
+fail:
+    if (fd >= 0)
+        close(fd);
+    return err;
+}
+
+/* libuv 1.44 cannot set SO_REUSEPORT itself: make the socket, then hand it over. */
+static int open_listener(struct sl_http_server *s, struct sl_http_listener *l,
+                         const struct sl_config_addr *a, const struct sl_http_server_options *o)
+{
+    int fd = -1;
+    int err;
+    if (o->share_port && o->first_sharer) {
+        /* Without SO_REUSEPORT this bind fails while another process listens there. */
+        if ((err = bind_socket(a, false, &fd)) != 0)
+            return err;
+        close(fd);
+    }
+    if ((err = bind_socket(a, o->share_port, &fd)) != 0)
+        return err;
     uv_tcp_init(s->loop, &l->tcp);
     l->server = s;
     s->handles_open++;
@@ -188,10 +209,6 @@ static int open_listener(struct sl_http_server *s, struct sl_http_listener *l,
         return err;
     }
     return 0;
-fail:
-    if (fd >= 0)
-        close(fd);
-    return err;
 }
 
 int sl_http_server_new(uv_loop_t *loop, const struct sl_http_server_options *opts,
@@ -222,7 +239,7 @@ int sl_http_server_new(uv_loop_t *loop, const struct sl_http_server_options *opt
     s->handles_open = 2;
     for (size_t i = 0; i < opts->n_listen; i++) {
         const struct sl_config_addr *a = &opts->listen[i];
-        if ((err = open_listener(s, &s->listeners[i], a)) != 0) {
+        if ((err = open_listener(s, &s->listeners[i], a, opts)) != 0) {
             sl_log_error("%s listener %s%s%s:%u: %s", s->name, strchr(a->host, ':') ? "[" : "",
                          a->host, strchr(a->host, ':') ? "]" : "", a->port, uv_strerror(err));
             s->n_listeners = i;

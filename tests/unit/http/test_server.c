@@ -184,7 +184,14 @@ static void run(struct fixture *f, const char *request)
     f->port = free_port();
     struct sl_config_addr addr = {"127.0.0.1", f->port};
     struct sl_config_limits limits = {16384, 1 << 20, 5000, 5000, 5000, 1000, 100};
-    struct sl_http_server_options opts = {&addr, 1, &limits, false, "test", on_request, f};
+    struct sl_http_server_options opts = {
+        .listen = &addr,
+        .n_listen = 1,
+        .limits = &limits,
+        .name = "test",
+        .on_request = on_request,
+        .data = f,
+    };
     assert_int_equal(sl_http_server_new(&f->loop, &opts, &f->server), SL_OK);
     uv_async_init(&f->loop, &f->done, on_done);
     f->done.data = f;
