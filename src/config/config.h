@@ -17,15 +17,17 @@ struct sl_config_addr {
     char host[64]; /* numeric IPv4/IPv6 literal without brackets; "0.0.0.0" for ":port" */
     uint16_t port;
 };
+/* Append a as it is written in the file: "127.0.0.1:8080" or "[::1]:8080". */
+int sl_config_addr_format(const struct sl_config_addr *a, struct sl_buf *out);
 
 struct sl_config_limits {
-    uint64_t max_header_bytes;   /* request line + headers */
-    uint64_t max_body_bytes;     /* request body */
-    uint64_t header_timeout_ms;  /* to receive a whole request head */
-    uint64_t request_timeout_ms; /* to receive a whole request body */
-    uint64_t idle_timeout_ms;    /* keep-alive connection with no request */
+    uint64_t max_header_bytes;    /* request line + headers */
+    uint64_t max_body_bytes;      /* request body */
+    uint64_t header_timeout_ms;   /* to receive a whole request head */
+    uint64_t request_timeout_ms;  /* to receive a whole request body */
+    uint64_t idle_timeout_ms;     /* keep-alive connection with no request */
     uint64_t shutdown_timeout_ms; /* graceful shutdown deadline for in-flight requests */
-    uint64_t max_connections;    /* per worker */
+    uint64_t max_connections;     /* per worker */
 };
 
 struct sl_config_log {

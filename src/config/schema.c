@@ -1,0 +1,209 @@
+/*
+ * The fields of struct sl_config, each declared once. Parsing, defaults,
+ * bounds, error messages and docs/config.md all come from this table: to
+ * add a setting, add a member to config.h and a row here, then regenerate
+ * docs/config.md.
+ */
+#include <uv.h>
+
+#include "config/schema.h"
+
+_Static_assert(sizeof(enum sl_log_level) == sizeof(int), "enum fields are stored as int");
+_Static_assert(sizeof(enum sl_log_format) == sizeof(int), "enum fields are stored as int");
+
+#define KIB (1ull << 10)
+#define MIB (1ull << 20)
+#define GIB (1ull << 30)
+#define SECONDS 1000ull
+#define HOURS (3600ull * SECONDS)
+#define MAX_WORKERS 256
+
+static const struct sl_cfg_choice log_levels[] = {
+    {"debug", SL_LOG_DEBUG},
+    {"info", SL_LOG_INFO},
+    {"warn", SL_LOG_WARN},
+    {"error", SL_LOG_ERROR},
+    {NULL, 0},
+};
+
+static const struct sl_cfg_choice log_formats[] = {
+    {"json", SL_LOG_JSON},
+    {"text", SL_LOG_TEXT},
+    {NULL, 0},
+};
+
+static const struct sl_cfg_field fields[] = {
+    {
+        .name = "listen",
+        .type = SL_CFG_ADDR_LIST,
+        .def = "0.0.0.0:8080",
+        .min = 1,
+        .max = 64,
+        .doc = "Addresses on which clients reach the API. One address, or a list of them.",
+        SL_CFG_MEMBER(struct sl_config, listen),
+        SL_CFG_COUNT(struct sl_config, n_listen),
+    },
+    {
+        .name = "admin_listen",
+        .type = SL_CFG_ADDR,
+        .def = "127.0.0.1:9090",
+        SL_CFG_UNBOUNDED,
+        .doc = "Address of the admin endpoints (health, metrics, console). It must not share a "
+               "port with any `listen` address: keep it off the public network.",
+        SL_CFG_MEMBER(struct sl_config, admin_listen),
+    },
+    {
+        .name = "workers",
+        .type = SL_CFG_INT,
+        .def = "0",
+        .min = 0,
+        .max = MAX_WORKERS,
+        .doc = "Worker threads, each serving its share of connections. `0` means one per CPU "
+               "core available to the process.",
+        SL_CFG_MEMBER(struct sl_config, workers),
+    },
+    {
+        .name = "limits.max_header_bytes",
+        .type = SL_CFG_SIZE,
+        .def = "16KiB",
+        .min = KIB,
+        .max = MIB,
+        .doc = "Largest request head (request line and headers). Larger heads are answered "
+               "with 431.",
+        SL_CFG_MEMBER(struct sl_config, limits.max_header_bytes),
+    },
+    {
+        .name = "limits.max_body_bytes",
+        .type = SL_CFG_SIZE,
+        .def = "16MiB",
+        .min = 0,
+        .max = GIB,
+        .doc = "Largest request body. Larger bodies are answered with 413.",
+        SL_CFG_MEMBER(struct sl_config, limits.max_body_bytes),
+    },
+    {
+        .name = "limits.header_timeout",
+        .type = SL_CFG_DURATION,
+        .def = "10s",
+        .min = 1,
+        .max = HOURS,
+        .doc = "Time a client has to send a complete request head. After it the gateway "
+               "answers 408 and closes the connection.",
+        SL_CFG_MEMBER(struct sl_config, limits.header_timeout_ms),
+    },
+    {
+        .name = "limits.request_timeout",
+        .type = SL_CFG_DURATION,
+        .def = "60s",
+        .min = 1,
+        .max = HOURS,
+        .doc = "Time a client has to send the complete request body. After it the gateway "
+               "answers 408 and closes the connection.",
+        SL_CFG_MEMBER(struct sl_config, limits.request_timeout_ms),
+    },
+    {
+        .name = "limits.idle_timeout",
+        .type = SL_CFG_DURATION,
+        .def = "75s",
+        .min = 1,
+        .max = HOURS,
+        .doc = "How long a keep-alive connection may wait for its next request before the "
+               "gateway closes it.",
+        SL_CFG_MEMBER(struct sl_config, limits.idle_timeout_ms),
+    },
+    {
+        .name = "limits.shutdown_timeout",
+        .type = SL_CFG_DURATION,
+        .def = "30s",
+        .min = 0,
+        .max = HOURS,
+        .doc = "On shutdown, how long requests in flight (streams included) may take to "
+               "finish before their connections are closed. `0` closes them at once.",
+        SL_CFG_MEMBER(struct sl_config, limits.shutdown_timeout_ms),
+    },
+    {
+        .name = "limits.max_connections",
+        .type = SL_CFG_INT,
+        .def = "10000",
+        .min = 1,
+        .max = 1000000,
+        .doc = "Open client connections per worker; the gateway as a whole accepts up to this "
+               "times `workers`.",
+        SL_CFG_MEMBER(struct sl_config, limits.max_connections),
+    },
+    {
+        .name = "log.level",
+        .type = SL_CFG_ENUM,
+        .def = "info",
+        SL_CFG_UNBOUNDED,
+        .doc = "Least severe message written to the log.",
+        SL_CFG_MEMBER(struct sl_config, log.level),
+        .choices = log_levels,
+    },
+    {
+        .name = "log.format",
+        .type = SL_CFG_ENUM,
+        .def = "json",
+        SL_CFG_UNBOUNDED,
+        .doc = "`json`: one JSON object per line, for log collectors. `text`: plain lines "
+               "for people.",
+        SL_CFG_MEMBER(struct sl_config, log.format),
+        .choices = log_formats,
+    },
+    {
+        .name = "log.access",
+        .type = SL_CFG_BOOL,
+        .def = "true",
+        SL_CFG_UNBOUNDED,
+        .doc = "Write one access-log line per request.",
+        SL_CFG_MEMBER(struct sl_config, log.access),
+    },
+};
+
+static const struct sl_cfg_section sections[] = {
+    {"", "Top-level keys", "Where the gateway listens and how many workers it runs."},
+    {"limits", "`limits`: connections and requests",
+     "Bounds on what one client connection may send, and how long it may take. A client "
+     "that exceeds one gets an HTTP error (with a JSON body) and, for timeouts, a closed "
+     "connection."},
+    {"log", "`log`: logging", "The gateway logs to standard error."},
+};
+
+static void finish(void *obj, struct sl_cfg_check *chk)
+{
+    struct sl_config *c = obj;
+    if (sl_cfg_check_usable(chk, "listen") && sl_cfg_check_usable(chk, "admin_listen")) {
+        /* Blame the key the file set; with both defaulted this cannot happen. */
+        const char *at = sl_cfg_check_in_file(chk, "admin_listen") ? "admin_listen" : "listen";
+        for (size_t i = 0; i < c->n_listen; i++) {
+            if (!sl_cfg_addr_overlaps(&c->admin_listen, &c->listen[i]))
+                continue;
+            struct sl_buf admin, pub;
+            sl_buf_init(&admin);
+            sl_buf_init(&pub);
+            sl_config_addr_format(&c->admin_listen, &admin);
+            sl_config_addr_format(&c->listen[i], &pub);
+            sl_cfg_check_error(chk, at,
+                               "admin_listen %s uses the same port as listen address %s; keep "
+                               "the admin endpoints off the public listeners (e.g. on "
+                               "127.0.0.1:9090)",
+                               admin.base ? admin.base : "", pub.base ? pub.base : "");
+            sl_buf_dispose(&admin);
+            sl_buf_dispose(&pub);
+            break;
+        }
+    }
+    if (c->workers == 0) {
+        unsigned n = uv_available_parallelism();
+        c->workers = n == 0 ? 1 : n > MAX_WORKERS ? MAX_WORKERS : n;
+    }
+}
+
+const struct sl_cfg_schema sl_config_schema = {
+    .fields = fields,
+    .n_fields = SL_ARRAY_LEN(fields),
+    .sections = sections,
+    .n_sections = SL_ARRAY_LEN(sections),
+    .size = sizeof(struct sl_config),
+    .finish = finish,
+};

@@ -1,0 +1,135 @@
+/*
+ * The configuration schema: a table of fields, each declared once with its
+ * YAML key, type, default, bounds, doc string and place in the struct it
+ * fills. Private to the config subsystem (and its tests).
+ *
+ * The loader (load.c) walks a YAML tree against a schema; the reference
+ * writer (reference.c) turns the same schema into docs/config.md. A list of
+ * mappings (e.g. `backends:`) is a field of type SL_CFG_OBJECT_LIST whose
+ * `sub` schema describes one element, so new list sections need no new code.
+ */
+#ifndef SL_CONFIG_SCHEMA_H
+#define SL_CONFIG_SCHEMA_H
+
+#include <stddef.h>
+
+#include "config/config.h"
+
+enum sl_cfg_type {
+    SL_CFG_BOOL,        /* bool */
+    SL_CFG_INT,         /* unsigned integer member of width 1, 2, 4 or 8 bytes */
+    SL_CFG_SIZE,        /* bytes; stored like SL_CFG_INT */
+    SL_CFG_DURATION,    /* milliseconds; stored like SL_CFG_INT */
+    SL_CFG_ENUM,        /* int-sized enum, one of `choices` */
+    SL_CFG_STRING,      /* char *, owned by the struct; bounds apply to the length */
+    SL_CFG_ADDR,        /* struct sl_config_addr */
+    SL_CFG_ADDR_LIST,   /* struct sl_config_addr * plus a size_t count; bounds: count */
+    SL_CFG_OBJECT_LIST, /* array of sub->size-byte structs plus a size_t count; bounds: count */
+};
+
+/* One allowed value of an SL_CFG_ENUM field. */
+struct sl_cfg_choice {
+    const char *name; /* static */
+    int value;
+};
+
+struct sl_cfg_schema;
+
+/*
+ * One field. Every pointer is to static data. Dotted names make sections:
+ * "limits.max_body_bytes" is key max_body_bytes in the mapping under limits.
+ */
+struct sl_cfg_field {
+    const char *name;
+    enum sl_cfg_type type;
+    /* Default as it would be written in YAML, parsed by the same code as a
+     * value from the file. NULL: no default (an empty list for lists). */
+    const char *def;
+    bool required; /* the key must be present (only sensible without a default) */
+    uint64_t min, max;
+    const char *doc;
+    size_t offset, width;                /* member position and size in the struct */
+    size_t count_offset;                 /* lists: the size_t element count */
+    const struct sl_cfg_choice *choices; /* SL_CFG_ENUM: ends with {NULL, 0} */
+    const struct sl_cfg_schema *sub;     /* SL_CFG_OBJECT_LIST: one element */
+};
+
+#define SL_CFG_MEMBER(type, member)                                                                \
+    .offset = offsetof(type, member), .width = sizeof(((type *)0)->member)
+#define SL_CFG_COUNT(type, member) .count_offset = offsetof(type, member)
+#define SL_CFG_UNBOUNDED .min = 0, .max = UINT64_MAX
+
+/* A heading in the reference; fields belong to the section named by their
+ * name up to the last dot ("" for top-level keys). All pointers static. */
+struct sl_cfg_section {
+    const char *name;
+    const char *title;
+    const char *doc;
+};
+
+struct sl_cfg_check;
+
+/* A struct described field by field. All pointers static. */
+struct sl_cfg_schema {
+    const struct sl_cfg_field *fields;
+    size_t n_fields;
+    const struct sl_cfg_section *sections;
+    size_t n_sections;
+    size_t size; /* sizeof the struct the offsets refer to */
+    /* Lists of this schema: a SL_CFG_STRING field whose value must differ
+     * between elements (e.g. "name"); NULL for none. */
+    const char *unique;
+    /* Cross-field checks and derived values, run after every field is set;
+     * problems are reported with sl_cfg_check_error. May be NULL. */
+    void (*finish)(void *obj, struct sl_cfg_check *chk);
+};
+
+/* The schema of struct sl_config (schema.c). */
+extern const struct sl_cfg_schema sl_config_schema;
+
+/* ---- used by finish callbacks (implemented in load.c) ---- */
+/* True when field `name` was given in the file (not defaulted). */
+bool sl_cfg_check_in_file(const struct sl_cfg_check *chk, const char *name);
+/* True when field `name` holds a valid value (its default or the file's). */
+bool sl_cfg_check_usable(const struct sl_cfg_check *chk, const char *name);
+/* Report a problem at field `name`'s value in the file, or at the object
+ * when the field was defaulted. */
+void sl_cfg_check_error(struct sl_cfg_check *chk, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- generic loading, for any schema (load.c) ---- */
+/*
+ * Fill obj (schema->size bytes, zeroed by the caller) from YAML text. On
+ * success returns 0; otherwise SL_EINVAL (or SL_ENOMEM) with every problem
+ * appended to errs. Either way obj holds owned values afterwards: release
+ * them with sl_cfg_dispose_fields.
+ */
+int sl_cfg_load_schema(const struct sl_cfg_schema *schema, const char *name, const char *data,
+                       size_t len, void *obj, struct sl_config_errors *errs);
+/* Free what obj's fields own (strings, lists); obj itself is the caller's. */
+void sl_cfg_dispose_fields(const struct sl_cfg_schema *schema, void *obj);
+
+/* ---- value parsers (types.c): 0, or SL_EINVAL with the reason in why ---- */
+int sl_cfg_parse_bool(struct sl_str s, bool *out, struct sl_buf *why);
+int sl_cfg_parse_int(struct sl_str s, uint64_t *out, struct sl_buf *why);
+int sl_cfg_parse_size(struct sl_str s, uint64_t *out, struct sl_buf *why);
+int sl_cfg_parse_duration(struct sl_str s, uint64_t *out, struct sl_buf *why);
+int sl_cfg_parse_enum(struct sl_str s, const struct sl_cfg_choice *choices, int *out,
+                      struct sl_buf *why);
+int sl_cfg_parse_addr(struct sl_str s, struct sl_config_addr *out, struct sl_buf *why);
+/* Append v as it would be written for a field of type t ("16KiB", "10s", "256"). */
+int sl_cfg_format_value(enum sl_cfg_type t, uint64_t v, struct sl_buf *out);
+/* Append s in double quotes, escaped, cut after 64 bytes ("...") for messages. */
+int sl_cfg_quote(struct sl_buf *out, struct sl_str s);
+/* The closest of n candidates to word (edit distance, ignoring case), or NULL
+ * when none is near enough to be a likely typo. */
+const char *sl_cfg_suggest(struct sl_str word, const char *const *candidates, size_t n);
+/* True when a and b could not both be bound (same address, or a wildcard
+ * host and the same port). */
+bool sl_cfg_addr_overlaps(const struct sl_config_addr *a, const struct sl_config_addr *b);
+
+/* ---- reference (reference.c) ---- */
+/* Append the Markdown tables for every section of schema. */
+int sl_cfg_write_schema_reference(const struct sl_cfg_schema *schema, struct sl_buf *out);
+
+#endif

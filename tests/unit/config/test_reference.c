@@ -1,0 +1,135 @@
+/* docs/config.md must be what the schema generates, and the schema itself
+ * must be consistent (every default valid, every field documented). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "config/schema.h"
+
+static const char doc_path[] = "docs/config.md";
+
+static void test_doc_is_current(void **state)
+{
+    struct sl_buf want, have;
+    sl_buf_init(&want);
+    sl_buf_init(&have);
+    assert_int_equal(sl_config_write_reference(&want), SL_OK);
+    FILE *f = fopen(doc_path, "rb");
+    if (f) {
+        char chunk[4096];
+        size_t n;
+        while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+            sl_buf_append(&have, chunk, n);
+        fclose(f);
+    }
+    if (f == NULL || have.len != want.len || memcmp(have.base, want.base, want.len) != 0) {
+        size_t at = 0;
+        while (have.base && at < have.len && at < want.len && have.base[at] == want.base[at])
+            at++;
+        fail_msg("%s is %s (first difference at byte %zu); regenerate it with:\n"
+                 "    build/dev/sluice config-reference > docs/config.md\n"
+                 "(or `make docs`) and commit the result",
+                 doc_path, f ? "stale" : "missing", at);
+    }
+    sl_buf_dispose(&want);
+    sl_buf_dispose(&have);
+}
+
+static bool in_section(const struct sl_cfg_schema *s, const char *name)
+{
+    const char *dot = strrchr(name, '.');
+    size_t len = dot ? (size_t)(dot - name) : 0;
+    for (size_t i = 0; i < s->n_sections; i++)
+        if (strlen(s->sections[i].name) == len && strncmp(s->sections[i].name, name, len) == 0)
+            return true;
+    return false;
+}
+
+static void test_schema_consistent(void **state)
+{
+    const struct sl_cfg_schema *s = &sl_config_schema;
+    struct sl_buf doc;
+    sl_buf_init(&doc);
+    assert_int_equal(sl_config_write_reference(&doc), SL_OK);
+    for (size_t i = 0; i < s->n_fields; i++) {
+        const struct sl_cfg_field *f = &s->fields[i];
+        char key[128];
+        snprintf(key, sizeof(key), "| `%s` |", f->name);
+        if (!in_section(s, f->name))
+            fail_msg("%s: no section declared for it", f->name);
+        if (strstr(doc.base, key) == NULL)
+            fail_msg("%s: missing from the reference", f->name);
+        if (f->doc == NULL || f->doc[0] == '\0')
+            fail_msg("%s: no doc string", f->name);
+        if (f->min > f->max)
+            fail_msg("%s: min > max", f->name);
+        if (f->def == NULL && !f->required && f->type != SL_CFG_OBJECT_LIST)
+            fail_msg("%s: neither a default nor required", f->name);
+        switch (f->type) {
+        case SL_CFG_INT:
+        case SL_CFG_SIZE:
+        case SL_CFG_DURATION:
+            if (f->width != 1 && f->width != 2 && f->width != 4 && f->width != 8)
+                fail_msg("%s: member width %zu", f->name, f->width);
+            if (f->width < 8 && f->max >= (1ull << (8 * f->width)))
+                fail_msg("%s: max does not fit the member", f->name);
+            break;
+        case SL_CFG_ENUM:
+            if (f->width != sizeof(int) || f->choices == NULL)
+                fail_msg("%s: enum needs an int member and choices", f->name);
+            break;
+        case SL_CFG_BOOL:
+            if (f->width != sizeof(bool))
+                fail_msg("%s: bool member expected", f->name);
+            break;
+        default:
+            break;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(f->name, s->fields[j].name) == 0)
+                fail_msg("%s: declared twice", f->name);
+    }
+    sl_buf_dispose(&doc);
+
+    /* Every default parses and lies within its bounds: loading nothing succeeds. */
+    struct sl_config *c = NULL;
+    struct sl_config_errors errs;
+    sl_config_errors_init(&errs);
+    int err = sl_config_load_default(&c, &errs);
+    sl_config_errors_print(&errs, stderr);
+    assert_int_equal(err, SL_OK);
+    sl_config_unref(c);
+    sl_config_errors_dispose(&errs);
+}
+
+static void test_reference_shape(void **state)
+{
+    struct sl_buf doc;
+    sl_buf_init(&doc);
+    assert_int_equal(sl_config_write_reference(&doc), SL_OK);
+    assert_true(strncmp(doc.base, "# sluice configuration reference\n", 33) == 0);
+    assert_non_null(strstr(doc.base, "sluice check-config FILE"));
+    assert_non_null(strstr(doc.base, "`FILE:LINE:COL: key.path: message`"));
+    assert_non_null(strstr(doc.base, "## `limits`: connections and requests"));
+    assert_non_null(strstr(doc.base, "| `limits.max_body_bytes` | size | `16MiB` | 0 to 1GiB | "));
+    assert_non_null(strstr(doc.base, "| `log.level` | one of `debug`, `info`, `warn`, `error` | "
+                                     "`info` |"));
+    assert_int_equal(doc.base[doc.len - 1], '\n');
+    sl_buf_dispose(&doc);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_doc_is_current),
+        cmocka_unit_test(test_schema_consistent),
+        cmocka_unit_test(test_reference_shape),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
