@@ -48,6 +48,17 @@ void sl_conn_close(struct sl_http_conn *c)
         c->on_abort(&c->req, c->cb_data);
 }
 
+void sl_conn_reset(struct sl_http_conn *c)
+{
+    if (c->state == SL_CONN_CLOSED)
+        return;
+    c->state = SL_CONN_CLOSED;
+    c->peer_gone = true;
+    if (uv_tcp_close_reset(&c->tcp, on_handle_closed) != 0)
+        uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+}
+
 static void arm_timer(struct sl_http_conn *c, enum sl_conn_timer kind);
 
 static void on_timer(uv_timer_t *t)

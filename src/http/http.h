@@ -63,6 +63,12 @@ void sl_http_server_shutdown(struct sl_http_server *s, uint64_t deadline_ms,
                              void (*on_closed)(void *data), void *data);
 /* Open connections of this server right now. */
 size_t sl_http_server_connections(const struct sl_http_server *s);
+/* Close the listening sockets (new connections are refused) / open them again.
+ * On the server's own loop only. */
+void sl_http_server_pause(struct sl_http_server *s);
+int sl_http_server_resume(struct sl_http_server *s);
+/* The loop a request runs on: timers for it belong there. */
+uv_loop_t *sl_http_request_loop(const struct sl_http_request *req);
 
 /* ---- response writer ---- */
 enum sl_http_framing {
@@ -84,12 +90,54 @@ void sl_http_set_callbacks(struct sl_http_request *req, sl_http_on_drain on_drai
  * started, or was cut short, the connection is closed afterwards. */
 void sl_http_finish(struct sl_http_request *req);
 
+/* End the request without completing its response: the connection closes
+ * after what was written so far (the client sees a cut body and no final
+ * chunk), or at once with a TCP reset when reset is true. Releases the request. */
+void sl_http_abort(struct sl_http_request *req, bool reset);
+
 /* One complete response with a body; finishes the request. */
 void sl_http_respond(struct sl_http_request *req, int status, struct sl_str content_type,
                      struct sl_str body);
 /* A JSON error {"error":{"code":...,"message":...}}; finishes the request. */
 void sl_http_respond_error(struct sl_http_request *req, int status, const char *code,
                            const char *message);
+
+/* ---- running servers on worker threads ---- */
+
+/* Listeners answered by one handler: the gateway's public API, a simulated
+ * endpoint, the admin API. */
+struct sl_http_site {
+    const struct sl_config_addr *listen; /* n_listen; borrowed for the run */
+    size_t n_listen;
+    const char *name; /* for logs; borrowed for the run */
+    sl_http_on_request on_request;
+    void *data; /* passed to on_request from every worker: must be thread-safe */
+};
+
+struct sl_http_runner;
+struct sl_http_worker;
+
+struct sl_http_runner_options {
+    unsigned workers;                 /* threads, each with its own loop */
+    const struct sl_http_site *sites; /* n_sites, served by every worker (SO_REUSEPORT) */
+    size_t n_sites;
+    const struct sl_http_site *admin; /* served on the main thread; NULL for none */
+    const struct sl_config_limits *limits;
+    bool access_log;
+};
+
+/* Opens every listener (so a port in use is reported before anything runs). */
+int sl_http_runner_new(const struct sl_http_runner_options *o, struct sl_http_runner **out);
+/* Serves until SIGTERM or SIGINT, then shuts down gracefully. Returns 0. */
+int sl_http_runner_run(struct sl_http_runner *r);
+void sl_http_runner_free(struct sl_http_runner *r);
+/* Run fn(worker, arg) on every worker's loop, soon; callable from any thread.
+ * arg must stay valid until every worker has run fn. */
+int sl_http_runner_broadcast(struct sl_http_runner *r,
+                             void (*fn)(struct sl_http_worker *w, void *arg), void *arg);
+/* The worker's server for site index `site` (in the order given to the runner). */
+struct sl_http_server *sl_http_worker_server(struct sl_http_worker *w, size_t site);
+unsigned sl_http_worker_index(const struct sl_http_worker *w);
 
 const char *sl_http_status_reason(int status);
 /* The Azure-style error code for an HTTP status ("BadRequest", ...). */

@@ -38,6 +38,9 @@ enum sl_conn_timer {
 struct sl_http_listener {
     uv_tcp_t tcp;
     struct sl_http_server *server; /* borrowed */
+    struct sl_config_addr addr;
+    bool open;    /* tcp is initialised and not closing */
+    bool closing; /* uv_close called, close callback pending */
 };
 
 /*
@@ -97,6 +100,9 @@ struct sl_http_server {
     uv_loop_t *loop;                    /* borrowed */
     struct sl_http_listener *listeners; /* owned array of n_listeners */
     size_t n_listeners;
+    bool share_port;     /* listeners use SO_REUSEPORT */
+    bool paused;         /* listeners closed on request (sl_http_server_pause) */
+    bool resume_pending; /* reopen once the paused listeners have finished closing */
     struct sl_config_limits limits;
     bool access_log;
     const char *name; /* static */
@@ -119,6 +125,8 @@ struct sl_http_server {
 /* conn.c */
 void sl_conn_accept(struct sl_http_server *s, uv_stream_t *listener);
 void sl_conn_close(struct sl_http_conn *c);
+/* Close with a TCP reset, dropping queued output; no on_abort (the handler asked). */
+void sl_conn_reset(struct sl_http_conn *c);
 void sl_conn_flush(struct sl_http_conn *c);
 /* The client's x-request-id when the head is parsed and it is sane, else a new one. */
 void sl_conn_set_request_id(struct sl_http_conn *c);

@@ -216,6 +216,15 @@ void sl_http_finish(struct sl_http_request *req)
     sl_conn_request_done(c);
 }
 
+void sl_http_abort(struct sl_http_request *req, bool reset)
+{
+    struct sl_http_conn *c = req->conn;
+    c->keep_alive = false;
+    if (reset)
+        sl_conn_reset(c);
+    sl_conn_request_done(c);
+}
+
 void sl_http_respond(struct sl_http_request *req, int status, struct sl_str content_type,
                      struct sl_str body)
 {

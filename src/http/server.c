@@ -49,11 +49,70 @@ static void on_server_handle_closed(uv_handle_t *h)
     maybe_closed(s);
 }
 
+static int open_listener(struct sl_http_server *s, struct sl_http_listener *l, bool probe);
+
 static void on_listener_closed(uv_handle_t *h)
 {
     struct sl_http_listener *l = h->data;
-    l->server->handles_open--;
-    maybe_closed(l->server);
+    struct sl_http_server *s = l->server;
+    l->closing = false;
+    s->handles_open--;
+    if (s->resume_pending && !s->shutting_down) {
+        bool all_closed = true;
+        for (size_t i = 0; i < s->n_listeners; i++)
+            all_closed = all_closed && !s->listeners[i].closing;
+        if (all_closed) {
+            s->resume_pending = false;
+            sl_http_server_resume(s);
+        }
+    }
+    maybe_closed(s);
+}
+
+static void close_listener(struct sl_http_listener *l)
+{
+    if (!l->open)
+        return;
+    l->open = false;
+    l->closing = true;
+    uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
+}
+
+void sl_http_server_pause(struct sl_http_server *s)
+{
+    if (s->shutting_down || s->paused)
+        return;
+    s->paused = true;
+    s->resume_pending = false;
+    for (size_t i = 0; i < s->n_listeners; i++)
+        close_listener(&s->listeners[i]);
+}
+
+int sl_http_server_resume(struct sl_http_server *s)
+{
+    if (s->shutting_down || !s->paused)
+        return SL_OK;
+    for (size_t i = 0; i < s->n_listeners; i++) {
+        if (s->listeners[i].closing) {
+            s->resume_pending = true; /* handles are still closing: reopen after */
+            return SL_OK;
+        }
+    }
+    s->paused = false;
+    int err = SL_OK;
+    for (size_t i = 0; i < s->n_listeners; i++) {
+        int e = open_listener(s, &s->listeners[i], false);
+        if (e) {
+            sl_log_error("%s listener: could not listen again: %s", s->name, uv_strerror(e));
+            err = SL_EIO;
+        }
+    }
+    return err;
+}
+
+uv_loop_t *sl_http_request_loop(const struct sl_http_request *req)
+{
+    return req->server->loop;
 }
 
 void sl_server_conn_freed(struct sl_http_server *s, struct sl_http_conn *c)
@@ -182,30 +241,30 @@ fail:
 }
 
 /* libuv 1.44 cannot set SO_REUSEPORT itself: make the socket, then hand it over. */
-static int open_listener(struct sl_http_server *s, struct sl_http_listener *l,
-                         const struct sl_config_addr *a, const struct sl_http_server_options *o)
+static int open_listener(struct sl_http_server *s, struct sl_http_listener *l, bool probe)
 {
     int fd = -1;
     int err;
-    if (o->share_port && o->first_sharer) {
+    if (probe) {
         /* Without SO_REUSEPORT this bind fails while another process listens there. */
-        if ((err = bind_socket(a, false, &fd)) != 0)
+        if ((err = bind_socket(&l->addr, false, &fd)) != 0)
             return err;
         close(fd);
     }
-    if ((err = bind_socket(a, o->share_port, &fd)) != 0)
+    if ((err = bind_socket(&l->addr, s->share_port, &fd)) != 0)
         return err;
     uv_tcp_init(s->loop, &l->tcp);
+    l->tcp.data = l;
     l->server = s;
+    l->open = true;
     s->handles_open++;
     if ((err = uv_tcp_open(&l->tcp, fd)) != 0) {
         close(fd);
-        uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
+        close_listener(l);
         return err;
     }
-    l->tcp.data = l;
     if ((err = uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection)) != 0) {
-        uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
+        close_listener(l);
         return err;
     }
     return 0;
@@ -225,6 +284,7 @@ int sl_http_server_new(uv_loop_t *loop, const struct sl_http_server_options *opt
     s->name = opts->name;
     s->on_request = opts->on_request;
     s->data = opts->data;
+    s->share_port = opts->share_port;
     sl_buf_init(&s->log);
     s->listeners = calloc(opts->n_listen ? opts->n_listen : 1, sizeof(*s->listeners));
     if (s->listeners == NULL)
@@ -239,7 +299,9 @@ int sl_http_server_new(uv_loop_t *loop, const struct sl_http_server_options *opt
     s->handles_open = 2;
     for (size_t i = 0; i < opts->n_listen; i++) {
         const struct sl_config_addr *a = &opts->listen[i];
-        if ((err = open_listener(s, &s->listeners[i], a, opts)) != 0) {
+        s->listeners[i].addr = *a;
+        if ((err = open_listener(s, &s->listeners[i], opts->share_port && opts->first_sharer)) !=
+            0) {
             sl_log_error("%s listener %s%s%s:%u: %s", s->name, strchr(a->host, ':') ? "[" : "",
                          a->host, strchr(a->host, ':') ? "]" : "", a->port, uv_strerror(err));
             s->n_listeners = i;
@@ -277,7 +339,7 @@ void sl_http_server_shutdown(struct sl_http_server *s, uint64_t deadline_ms,
     s->on_closed = on_closed;
     s->closed_data = data;
     for (size_t i = 0; i < s->n_listeners; i++)
-        uv_close((uv_handle_t *)&s->listeners[i].tcp, on_listener_closed);
+        close_listener(&s->listeners[i]);
     for (struct sl_http_conn *c = s->conns, *next; c; c = next) {
         next = c->next;
         sl_conn_drain(c);
