@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <errno.h>
 #include <unistd.h>
 
 #include "http/http.h"
@@ -38,6 +39,8 @@ struct fixture {
     char *response;
     size_t response_len;
     const char *client_request;
+    int connect_rc;
+    int read_errno;
     size_t slow_read_delay_us;
 };
 
@@ -66,7 +69,8 @@ static void client_main(void *arg)
         int small = 4096; /* a small window makes the server feel the slow reader */
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
     }
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+    f->connect_rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+    if (f->connect_rc == 0) {
         size_t n = strlen(f->client_request);
         if (write(fd, f->client_request, n) == (ssize_t)n) {
             size_t cap = 1 << 16;
@@ -75,6 +79,8 @@ static void client_main(void *arg)
                 if (f->response_len + 65536 > cap)
                     f->response = realloc(f->response, cap *= 2);
                 ssize_t r = read(fd, f->response + f->response_len, 16384);
+                if (r < 0)
+                    f->read_errno = errno;
                 if (r <= 0)
                     break;
                 f->response_len += (size_t)r;
@@ -166,6 +172,13 @@ static void on_request(struct sl_http_request *req, void *data)
         sl_http_start_response(req, 200, NULL, 0, SL_HTTP_FRAMING_CHUNKED, 0);
         sl_http_set_callbacks(req, on_drain, on_abort, f);
         pump(f);
+        return;
+    }
+    if (sl_str_eq(req->head.path, SL_STR("/cut")) || sl_str_eq(req->head.path, SL_STR("/reset"))) {
+        sl_http_start_response(req, 200, NULL, 0, SL_HTTP_FRAMING_CHUNKED, 0);
+        sl_http_write(req, "data: {\"half", 12);
+        sl_http_abort(req, sl_str_eq(req->head.path, SL_STR("/reset")));
+        f->req = NULL;
         return;
     }
     if (sl_str_eq(req->head.path, SL_STR("/echo"))) {
@@ -312,6 +325,59 @@ static void test_echo_chunked_request_body(void **state)
     free(f.response);
 }
 
+static void test_abort_cuts_the_stream(void **state)
+{
+    struct fixture f;
+    run(&f, "GET /cut HTTP/1.1\r\nHost: x\r\n\r\n");
+    run_client(&f);
+    /* What was written arrives, then EOF: no final chunk, so the client can
+     * tell the body is incomplete. */
+    const char *b = body_of(&f);
+    size_t n = f.response_len - (size_t)(b - f.response);
+    assert_int_equal(n, 17);
+    assert_memory_equal(b, "c\r\ndata: {\"half\r\n", 17);
+    assert_int_equal(f.read_errno, 0);
+    free(f.response);
+}
+
+static void test_abort_with_reset(void **state)
+{
+    struct fixture f;
+    run(&f, "GET /reset HTTP/1.1\r\nHost: x\r\n\r\n");
+    run_client(&f);
+    assert_int_equal(f.read_errno, ECONNRESET);
+    free(f.response);
+}
+
+static void on_pause_poll(uv_timer_t *t);
+
+static void test_pause_refuses_connections(void **state)
+{
+    struct fixture f;
+    run(&f, "GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    sl_http_server_pause(f.server);
+    sl_http_server_pause(f.server); /* idempotent */
+    uv_timer_start(&f.poll, on_pause_poll, 1, 0);
+    run_client(&f);
+    assert_int_equal(f.connect_rc, -1);
+    free(f.response);
+
+    /* Resumed (before the closing handles have even finished), it listens again. */
+    struct fixture g;
+    run(&g, "GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    sl_http_server_pause(g.server);
+    assert_int_equal(sl_http_server_resume(g.server), SL_OK);
+    run_client(&g);
+    assert_int_equal(g.connect_rc, 0);
+    assert_non_null(memmem(g.response, g.response_len, "HTTP/1.1 200 OK", 15));
+    free(g.response);
+}
+
+static void on_pause_poll(uv_timer_t *t)
+{
+    (void)t; /* keeps the loop turning until the client reports */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -320,6 +386,9 @@ int main(void)
         cmocka_unit_test(test_http10_stream_is_close_delimited),
         cmocka_unit_test(test_head_has_no_body),
         cmocka_unit_test(test_echo_chunked_request_body),
+        cmocka_unit_test(test_abort_cuts_the_stream),
+        cmocka_unit_test(test_abort_with_reset),
+        cmocka_unit_test(test_pause_refuses_connections),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
