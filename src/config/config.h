@@ -19,6 +19,9 @@ struct sl_config_addr {
 };
 /* Append a as it is written in the file: "127.0.0.1:8080" or "[::1]:8080". */
 int sl_config_addr_format(const struct sl_config_addr *a, struct sl_buf *out);
+/* Parse an address written as in the file (e.g. a command-line option): 0, or SL_EINVAL
+ * with the reason, quoting s, appended to why. */
+int sl_config_parse_addr(struct sl_str s, struct sl_config_addr *out, struct sl_buf *why);
 
 struct sl_config_limits {
     uint64_t max_header_bytes;    /* request line + headers */
@@ -36,6 +39,81 @@ struct sl_config_log {
     bool access; /* one JSON line per request */
 };
 
+/* ---- simulator (`simulator:`): simulated Azure OpenAI / OpenAI endpoints ---- */
+enum sl_sim_flavor {
+    SL_SIM_FLAVOR_AZURE,  /* Azure OpenAI: api-version, content-filter fields, x-ms-* headers */
+    SL_SIM_FLAVOR_OPENAI, /* a plain OpenAI-compatible server */
+};
+enum sl_sim_kind {
+    SL_SIM_KIND_CHAT,        /* chat completions (and responses) */
+    SL_SIM_KIND_COMPLETIONS, /* legacy completions */
+    SL_SIM_KIND_EMBEDDINGS,
+};
+enum sl_sim_capacity {
+    SL_SIM_CAPACITY_STANDARD,    /* pay-as-you-go: TPM/RPM quota over the minute */
+    SL_SIM_CAPACITY_PROVISIONED, /* PTU: 429 when utilisation over the last second passes 100% */
+};
+enum sl_sim_fault_kind {
+    SL_SIM_FAULT_NONE,           /* serve normally (a step in a scripted sequence) */
+    SL_SIM_FAULT_STATUS,         /* answer `status` with an Azure error body (429: retry headers) */
+    SL_SIM_FAULT_RESET,          /* reset the connection instead of answering */
+    SL_SIM_FAULT_REFUSE,         /* stop listening for `duration`: connections are refused */
+    SL_SIM_FAULT_STALL_HEADERS,  /* wait `duration` before sending anything */
+    SL_SIM_FAULT_STALL_STREAM,   /* stream `after` chunks, then stall for `duration` */
+    SL_SIM_FAULT_CUT_STREAM,     /* stream `after` chunks, then close mid-event (no [DONE]) */
+    SL_SIM_FAULT_TRICKLE,        /* send the response slowly: one chunk per `duration` */
+    SL_SIM_FAULT_MALFORMED_JSON, /* 200 with a body that is not valid JSON */
+};
+
+/* One fault rule. Rules are tried in order; see docs/simulator.md. Owns deployment. */
+struct sl_config_sim_fault {
+    enum sl_sim_fault_kind kind;
+    uint64_t status;          /* SL_SIM_FAULT_STATUS: 400..599 */
+    uint64_t retry_after_ms;  /* 429: value of retry-after-ms / retry-after; 0 = none */
+    uint32_t probability_ppm; /* chance per request, parts per million (1000000 = always) */
+    uint64_t count;           /* times it applies before it is used up; 0 = unlimited */
+    char *deployment;         /* only requests to this deployment; NULL = any */
+    uint64_t duration_ms;     /* stall / refuse / trickle period */
+    uint64_t after;           /* stall_stream / cut_stream: chunks sent first */
+};
+
+/* A simulated model deployment. Owns its strings. */
+struct sl_config_sim_deployment {
+    char *name;    /* deployment name in Azure paths; model name on v1 paths */
+    char *model;   /* model name reported in responses, e.g. "gpt-4o" */
+    char *version; /* model version, e.g. "2024-08-06" */
+    enum sl_sim_kind kind;
+    enum sl_sim_capacity capacity;
+    uint64_t tpm;                /* tokens per minute; 0 = unlimited */
+    uint64_t rpm;                /* requests per minute; 0 = 6 per 1000 TPM, as Azure assigns */
+    uint64_t ttft_ms;            /* time to first token */
+    uint64_t tokens_per_second;  /* streaming speed after the first token */
+    uint64_t jitter_percent;     /* +/- variation of ttft and token pace */
+    uint64_t default_max_tokens; /* output cap (and TPM charge) when a request sets none */
+    uint64_t context_window;     /* prompt + max tokens beyond this: 400 context_length_exceeded */
+    uint64_t dimensions;         /* embeddings: vector length */
+};
+
+/* A simulated endpoint (an Azure OpenAI resource or an OpenAI-compatible server). */
+struct sl_config_sim_endpoint {
+    char *name;
+    struct sl_config_addr listen;
+    char *region; /* x-ms-region */
+    enum sl_sim_flavor flavor;
+    char **api_keys; /* n_api_keys accepted keys; none: any non-empty key is accepted */
+    size_t n_api_keys;
+    struct sl_config_sim_deployment *deployments;
+    size_t n_deployments;
+    struct sl_config_sim_fault *faults;
+    size_t n_faults;
+};
+
+struct sl_config_sim {
+    uint64_t seed; /* varies generated content; same seed, same request → same answer */
+    struct sl_config_sim_endpoint *endpoints;
+    size_t n_endpoints;
+};
+
 /*
  * A loaded configuration. Immutable once returned by a loader; shared by
  * reference (sl_config_ref/_unref) so that a reload can swap in a new one
@@ -50,6 +128,7 @@ struct sl_config {
     unsigned workers; /* resolved: never 0 (0 in the file means one per core) */
     struct sl_config_limits limits;
     struct sl_config_log log;
+    struct sl_config_sim simulator;
 };
 
 /* One problem found while loading; owns its strings. */
@@ -81,6 +160,11 @@ int sl_config_load_default(struct sl_config **out, struct sl_config_errors *errs
 
 struct sl_config *sl_config_ref(struct sl_config *c);
 void sl_config_unref(struct sl_config *c);
+
+/* The simulator configuration `sluice sim --listen ADDR` runs: one Azure-flavoured endpoint
+ * at addr with a default set of deployments (see docs/simulator.md). */
+int sl_config_load_sim_default(const struct sl_config_addr *addr, struct sl_config **out,
+                               struct sl_config_errors *errs);
 
 /* Append the Markdown reference of every field (the contents of docs/config.md). */
 int sl_config_write_reference(struct sl_buf *out);

@@ -10,10 +10,23 @@
 #include "config/load.h"
 #include "config/schema.h"
 
+struct entry_state;
+
 /* What the walk learnt about one field of one object; lives in the arena. */
 struct field_state {
     unsigned line, col; /* of the value when given in the file; 0 when defaulted */
     bool failed;        /* the file's value was rejected */
+    /* A list of mappings from the file: where each entry and its fields
+     * are, so that a finish callback can point into an entry. */
+    const struct entry_state *entries;
+    size_t n_entries;
+};
+
+/* One entry of a list of mappings; lives in the arena. */
+struct entry_state {
+    unsigned line, col; /* of the entry's mapping */
+    /* One per field of the list's sub schema; NULL when the entry is not a mapping. */
+    const struct field_state *fields;
 };
 
 /* Handed to a schema's finish callback; borrows everything. */
@@ -97,6 +110,11 @@ void sl_cfg_dispose_fields(const struct sl_cfg_schema *schema, void *obj)
         case SL_CFG_ADDR_LIST:
             free(*p);
             break;
+        case SL_CFG_STRING_LIST:
+            for (size_t j = 0; *p && j < *count_member(obj, f); j++)
+                free(((char **)*p)[j]);
+            free(*p);
+            break;
         case SL_CFG_OBJECT_LIST:
             for (size_t j = 0; *p && j < *count_member(obj, f); j++)
                 sl_cfg_dispose_fields(f->sub, (char *)*p + j * f->sub->size);
@@ -129,6 +147,9 @@ static void describe_expected(const struct sl_cfg_field *f, struct sl_buf *out)
     case SL_CFG_DURATION:
         sl_buf_appendf(out, "a duration like 500ms, 10s, 2m or 1h");
         break;
+    case SL_CFG_RATIO:
+        sl_buf_appendf(out, "a number from 0 to 1 like 0.25, or a percentage like 25%%");
+        break;
     case SL_CFG_ENUM:
         sl_buf_appendf(out, "one of ");
         for (const struct sl_cfg_choice *c = f->choices; c->name; c++)
@@ -136,6 +157,9 @@ static void describe_expected(const struct sl_cfg_field *f, struct sl_buf *out)
         break;
     case SL_CFG_STRING:
         sl_buf_appendf(out, "a single value");
+        break;
+    case SL_CFG_STRING_LIST:
+        sl_buf_appendf(out, "a value, or a list of values");
         break;
     case SL_CFG_ADDR:
         sl_buf_appendf(out, "an address like 127.0.0.1:8080");
@@ -169,8 +193,12 @@ static void report_kind(struct sl_cfg_load *ld, const struct sl_cfg_field *f,
 static bool check_count(struct sl_cfg_load *ld, const struct sl_cfg_field *f,
                         const struct sl_cfg_node *v, size_t n)
 {
-    const char *what = f->type == SL_CFG_ADDR_LIST ? "address" : "entry";
-    const char *whats = f->type == SL_CFG_ADDR_LIST ? "addresses" : "entries";
+    const char *what = f->type == SL_CFG_ADDR_LIST     ? "address"
+                       : f->type == SL_CFG_STRING_LIST ? "value"
+                                                       : "entry";
+    const char *whats = f->type == SL_CFG_ADDR_LIST     ? "addresses"
+                        : f->type == SL_CFG_STRING_LIST ? "values"
+                                                        : "entries";
     if (n < f->min) {
         sl_cfg_report(ld, v->line, v->col, "must list at least %llu %s", (unsigned long long)f->min,
                       f->min == 1 ? what : whats);
@@ -254,7 +282,21 @@ static int check_string(const struct sl_cfg_field *f, const struct sl_buf *text,
     return SL_OK;
 }
 
-/* Parses text as field f's (scalar) type and stores it in dst. */
+/* Stores a copy of text in the char * at dst, freeing what was there. */
+static int store_string(const struct sl_buf *text, void *dst)
+{
+    char *copy = malloc(text->len + 1);
+    if (copy == NULL)
+        return SL_ENOMEM;
+    memcpy(copy, text->base ? text->base : "", text->len);
+    copy[text->len] = '\0';
+    free(*(char **)dst);
+    *(char **)dst = copy;
+    return SL_OK;
+}
+
+/* Parses text as field f's (scalar) type and stores it in dst; for a list
+ * type, as one element. */
 static int parse_store(const struct sl_cfg_field *f, const struct sl_buf *text, void *dst,
                        struct sl_buf *why)
 {
@@ -277,6 +319,9 @@ static int parse_store(const struct sl_cfg_field *f, const struct sl_buf *text, 
     case SL_CFG_DURATION:
         err = sl_cfg_parse_duration(s, &n, why);
         break;
+    case SL_CFG_RATIO:
+        err = sl_cfg_parse_ratio(s, &n, why);
+        break;
     case SL_CFG_ENUM: {
         int v;
         if ((err = sl_cfg_parse_enum(s, f->choices, &v, why)) == SL_OK)
@@ -291,17 +336,20 @@ static int parse_store(const struct sl_cfg_field *f, const struct sl_buf *text, 
             memcpy(dst, &a, sizeof(a));
         return err;
     }
-    case SL_CFG_STRING: {
+    case SL_CFG_STRING:
         if ((err = check_string(f, text, why)) != SL_OK)
             return err;
-        char *copy = malloc(text->len + 1);
-        if (copy == NULL)
-            return SL_ENOMEM;
-        memcpy(copy, text->base, text->len + 1);
-        free(*(char **)dst);
-        *(char **)dst = copy;
-        return SL_OK;
-    }
+        return store_string(text, dst);
+    case SL_CFG_STRING_LIST: /* one element; the field's bounds are its count */
+        if (memchr(text->base, '\0', text->len)) {
+            sl_buf_appendf(why, "must not contain NUL characters");
+            return SL_EINVAL;
+        }
+        if (text->len == 0) {
+            sl_buf_appendf(why, "must not be empty");
+            return SL_EINVAL;
+        }
+        return store_string(text, dst);
     default:
         return SL_EINVAL;
     }
@@ -394,36 +442,99 @@ fail:
     return ld->err ? ld->err : err;
 }
 
+static int convert_string_list(struct sl_cfg_load *ld, const struct sl_cfg_field *f,
+                               const struct sl_cfg_node *v, bool from_file, void *obj)
+{
+    char **arr = NULL;
+    size_t n = 0, base = ld->path.len;
+    bool bad = false;
+    int err = SL_EINVAL;
+
+    if (v->kind == SL_CFG_NODE_ALIAS)
+        goto fail;
+    if (v->kind == SL_CFG_NODE_MAPPING) {
+        report_kind(ld, f, v);
+        goto fail;
+    }
+    /* One value is a one-element list; no value (every element commented
+     * out) is an empty one, as for a list of mappings. */
+    if (v->kind == SL_CFG_NODE_SCALAR)
+        n = sl_cfg_node_is_null(v) ? 0 : 1;
+    else
+        n = v->n_children;
+    bad = !check_count(ld, f, v, n);
+    arr = calloc(n ? n : 1, sizeof(*arr));
+    if (arr == NULL) {
+        err = ld->err = SL_ENOMEM;
+        goto fail;
+    }
+    const struct sl_cfg_node *e = n == 0 ? NULL : v->kind == SL_CFG_NODE_SCALAR ? v : v->first;
+    for (size_t i = 0; i < n && e && !ld->err; i++, e = e->next) {
+        if (v->kind == SL_CFG_NODE_SEQUENCE)
+            path_push_index(ld, i);
+        /* The field's own wording ("a value, or a list...") and default
+         * do not fit one element: say what an element should be. */
+        if (v->kind == SL_CFG_NODE_SEQUENCE && e->kind != SL_CFG_NODE_ALIAS &&
+            (e->kind != SL_CFG_NODE_SCALAR || sl_cfg_node_is_null(e))) {
+            if (sl_cfg_node_is_null(e))
+                sl_cfg_report(ld, e->line, e->col,
+                              "missing value: expected a single value (or no \"-\" entry)");
+            else
+                sl_cfg_report(ld, e->line, e->col, "expected a single value, got %s",
+                              sl_cfg_node_kind_name(e));
+            bad = true;
+        } else if (convert_scalar(ld, f, e, from_file, &arr[i]) != SL_OK) {
+            bad = true;
+        }
+        path_pop(ld, base);
+    }
+    if (bad || ld->err)
+        goto fail;
+    char ***dst = member(obj, f);
+    for (size_t j = 0; *dst && j < *count_member(obj, f); j++)
+        free((*dst)[j]);
+    free(*dst);
+    *dst = arr;
+    *count_member(obj, f) = n;
+    return SL_OK;
+fail:
+    for (size_t j = 0; arr && j < n; j++)
+        free(arr[j]);
+    free(arr);
+    return ld->err ? ld->err : err;
+}
+
 /* Reports a second element whose `unique` field repeats an earlier one's. */
 static void check_unique(struct sl_cfg_load *ld, const struct sl_cfg_schema *sub, char *arr,
-                         struct field_state **states, size_t i)
+                         const struct entry_state *entries, size_t i)
 {
     size_t u = 0;
     while (u < sub->n_fields && strcmp(sub->fields[u].name, sub->unique) != 0)
         u++;
-    if (u == sub->n_fields || sub->fields[u].type != SL_CFG_STRING || states[i] == NULL)
+    if (u == sub->n_fields || sub->fields[u].type != SL_CFG_STRING || entries[i].fields == NULL)
         return;
     const char *mine = *(char **)(arr + i * sub->size + sub->fields[u].offset);
     for (size_t j = 0; mine && j < i; j++) {
         const char *other = *(char **)(arr + j * sub->size + sub->fields[u].offset);
-        if (states[j] && other && strcmp(mine, other) == 0) {
+        if (entries[j].fields && other && strcmp(mine, other) == 0) {
             size_t base = ld->path.len;
             path_push_key(ld, sl_str_from_cstr(sub->unique));
-            sl_cfg_report(ld, states[i][u].line, states[i][u].col,
+            sl_cfg_report(ld, entries[i].fields[u].line, entries[i].fields[u].col,
                           "%s \"%s\" is already used by entry %zu (line %u)", sub->unique, mine, j,
-                          states[j][u].line);
+                          entries[j].fields[u].line);
             path_pop(ld, base);
             return;
         }
     }
 }
 
+/* Fills list field f from v; st (NULL for a default) learns where each entry is. */
 static int convert_object_list(struct sl_cfg_load *ld, const struct sl_cfg_field *f,
-                               const struct sl_cfg_node *v, void *obj)
+                               const struct sl_cfg_node *v, void *obj, struct field_state *st)
 {
     const struct sl_cfg_schema *sub = f->sub;
     char *arr = NULL;
-    struct field_state **states = NULL;
+    struct entry_state *entries = NULL;
     size_t n = 0, built = 0, base = ld->path.len, before = ld->n_problems;
     bool bad = false;
     int err = SL_EINVAL;
@@ -442,15 +553,18 @@ static int convert_object_list(struct sl_cfg_load *ld, const struct sl_cfg_field
         goto fail;
     }
     arr = calloc(n ? n : 1, sub->size);
-    states = calloc(n ? n : 1, sizeof(*states));
-    if (arr == NULL || states == NULL) {
+    /* In the arena: finish callbacks of enclosing objects read it later. */
+    entries = sl_arena_alloc(ld->arena, (n ? n : 1) * sizeof(*entries));
+    if (arr == NULL || entries == NULL) {
         err = ld->err = SL_ENOMEM;
         goto fail;
     }
     const struct sl_cfg_node *e = n ? v->first : NULL;
     for (size_t i = 0; i < n && e; i++, e = e->next) {
         void *elem = arr + i * sub->size;
+        struct field_state *fields = NULL;
         built = i + 1;
+        entries[i] = (struct entry_state){.line = e->line, .col = e->col};
         path_push_index(ld, i);
         if (e->kind == SL_CFG_NODE_ALIAS) {
             bad = true;
@@ -458,11 +572,12 @@ static int convert_object_list(struct sl_cfg_load *ld, const struct sl_cfg_field
             sl_cfg_report(ld, e->line, e->col, "expected a mapping (one entry of %s), got %s",
                           f->name, sl_cfg_node_kind_name(e));
             bad = true;
-        } else if (!load_object(ld, sub, elem, e, &states[i])) {
+        } else if (!load_object(ld, sub, elem, e, &fields)) {
             bad = true;
         }
+        entries[i].fields = fields;
         if (sub->unique)
-            check_unique(ld, sub, arr, states, i);
+            check_unique(ld, sub, arr, entries, i);
         path_pop(ld, base);
         if (ld->err)
             goto fail;
@@ -475,25 +590,31 @@ static int convert_object_list(struct sl_cfg_load *ld, const struct sl_cfg_field
     free(*dst);
     *dst = arr;
     *count_member(obj, f) = n;
-    free(states);
+    if (st) {
+        st->entries = entries;
+        st->n_entries = n;
+    }
     return SL_OK;
 fail:
     for (size_t j = 0; arr && j < built; j++)
         sl_cfg_dispose_fields(sub, arr + j * sub->size);
     free(arr);
-    free(states);
     return ld->err ? ld->err : err;
 }
 
-/* Sets field f of obj from node v (from the file, or a default's text). */
+/* Sets field f of obj from node v (from the file, with its state st, or a
+ * default's text with st NULL). */
 static int convert(struct sl_cfg_load *ld, const struct sl_cfg_field *f, void *obj,
-                   const struct sl_cfg_node *v, bool from_file)
+                   const struct sl_cfg_node *v, struct field_state *st)
 {
+    bool from_file = st != NULL;
     switch (f->type) {
     case SL_CFG_ADDR_LIST:
         return convert_addr_list(ld, f, v, from_file, obj);
+    case SL_CFG_STRING_LIST:
+        return convert_string_list(ld, f, v, from_file, obj);
     case SL_CFG_OBJECT_LIST:
-        return convert_object_list(ld, f, v, obj);
+        return convert_object_list(ld, f, v, obj, st);
     default:
         return convert_scalar(ld, f, v, from_file, member(obj, f));
     }
@@ -508,7 +629,7 @@ static void apply_defaults(struct sl_cfg_load *ld, const struct sl_cfg_schema *s
             continue;
         struct sl_cfg_node v = {.kind = SL_CFG_NODE_SCALAR, .text = f->def, .len = strlen(f->def)};
         path_push_key(ld, sl_str_from_cstr(f->name));
-        convert(ld, f, obj, &v, false);
+        convert(ld, f, obj, &v, NULL);
         path_pop(ld, base);
     }
 }
@@ -671,7 +792,7 @@ static void walk_mapping(struct sl_cfg_load *ld, const struct sl_cfg_schema *sch
             size_t before = ld->n_problems;
             states[fi].line = v->line;
             states[fi].col = v->col;
-            convert(ld, f, obj, v, true);
+            convert(ld, f, obj, v, &states[fi]);
             states[fi].failed = ld->n_problems != before;
         } else if (v->kind == SL_CFG_NODE_MAPPING) {
             struct sl_buf sub;
@@ -768,6 +889,46 @@ void sl_cfg_check_error(struct sl_cfg_check *chk, const char *name, const char *
         sl_cfg_vreport(ld, st->line, st->col, fmt, ap);
     else
         sl_cfg_vreport(ld, chk->line, chk->col, fmt, ap);
+    va_end(ap);
+    path_pop(ld, base);
+}
+
+void sl_cfg_check_error_in(struct sl_cfg_check *chk, const char *list, size_t i, const char *name,
+                           const char *fmt, ...)
+{
+    const struct sl_cfg_field *lf = NULL;
+    const struct field_state *ls = NULL;
+    struct sl_cfg_load *ld = chk->ld;
+    size_t base = ld->path.len;
+    unsigned line = chk->line, col = chk->col;
+    va_list ap;
+    for (size_t k = 0; k < chk->schema->n_fields && lf == NULL; k++) {
+        if (strcmp(chk->schema->fields[k].name, list) == 0) {
+            lf = &chk->schema->fields[k];
+            ls = &chk->states[k];
+        }
+    }
+    /* The most precise place known: the field, its entry, the list, the object. */
+    if (ls && ls->line) {
+        line = ls->line;
+        col = ls->col;
+    }
+    if (ls && i < ls->n_entries) {
+        const struct entry_state *e = &ls->entries[i];
+        line = e->line;
+        col = e->col;
+        for (size_t k = 0; e->fields && lf->sub && k < lf->sub->n_fields; k++) {
+            if (strcmp(lf->sub->fields[k].name, name) == 0 && e->fields[k].line) {
+                line = e->fields[k].line;
+                col = e->fields[k].col;
+            }
+        }
+    }
+    path_push_key(ld, sl_str_from_cstr(list));
+    path_push_index(ld, i);
+    path_push_key(ld, sl_str_from_cstr(name));
+    va_start(ap, fmt);
+    sl_cfg_vreport(ld, line, col, fmt, ap);
     va_end(ap);
     path_pop(ld, base);
 }

@@ -13,7 +13,8 @@ static const char intro[] =
     "\n"
     "sluice reads its settings from one YAML file. Every key is optional: a key left out\n"
     "takes the default listed below, and an empty file runs the gateway on defaults alone.\n"
-    "`examples/sluice.yaml` shows every key with a comment.\n"
+    "`examples/sluice.yaml` shows every key of the gateway with a comment, and\n"
+    "`examples/sim-topologies.yaml` a set of simulated endpoints.\n"
     "\n"
     "Check a file before deploying it:\n"
     "\n"
@@ -46,6 +47,11 @@ static const char intro[] =
     "  `:PORT` for every IPv4 interface. The host must be numeric (names are not resolved)\n"
     "  and the port between 1 and 65535. Where a list of addresses is expected, a single\n"
     "  address is accepted too.\n"
+    "- **Ratios** are a number from 0 to 1 (`0.25`) or a percentage (`25%`), kept to the\n"
+    "  millionth: more digits are rounded, but a value that would round to 0 (`0.0000001`)\n"
+    "  is refused rather than silently turned off.\n"
+    "- **Lists of strings** are written as a YAML list; a single string is accepted too.\n"
+    "  No element may be empty.\n"
     "- **Booleans** are `true` or `false`.\n"
     "- **Environment variables.** `${NAME}` anywhere in a value is replaced by the value of\n"
     "  the environment variable `NAME`, so that secrets need not be written in the file.\n"
@@ -73,8 +79,10 @@ static int append_type(struct sl_buf *out, const struct sl_cfg_field *f)
         [SL_CFG_INT] = "integer",
         [SL_CFG_SIZE] = "size",
         [SL_CFG_DURATION] = "duration",
+        [SL_CFG_RATIO] = "ratio",
         [SL_CFG_ENUM] = "one of",
         [SL_CFG_STRING] = "string",
+        [SL_CFG_STRING_LIST] = "string, or list of strings",
         [SL_CFG_ADDR] = "address",
         [SL_CFG_ADDR_LIST] = "address, or list of addresses",
         [SL_CFG_OBJECT_LIST] = "list of mappings (see below)",
@@ -89,8 +97,8 @@ static int append_default(struct sl_buf *out, const struct sl_cfg_field *f)
 {
     if (f->required)
         return sl_buf_appendf(out, "required");
-    if (f->def == NULL)
-        return sl_buf_appendf(out, "%s", f->type == SL_CFG_OBJECT_LIST ? "none" : "");
+    if (f->def == NULL) /* an empty list, or a string not set */
+        return sl_buf_appendf(out, "none");
     if (f->def[0] == '\0')
         return sl_buf_appendf(out, "`\"\"`");
     int err = sl_buf_appendf(out, "`");
@@ -106,11 +114,13 @@ static int append_bounds(struct sl_buf *out, const struct sl_cfg_field *f)
     case SL_CFG_INT:
     case SL_CFG_SIZE:
     case SL_CFG_DURATION:
+    case SL_CFG_RATIO:
         break;
     case SL_CFG_STRING:
         unit = "characters";
         break;
     case SL_CFG_ADDR_LIST:
+    case SL_CFG_STRING_LIST:
     case SL_CFG_OBJECT_LIST:
         unit = "entries";
         break;

@@ -158,6 +158,27 @@ static const struct sl_cfg_field fields[] = {
         .doc = "Write one access-log line per request.",
         SL_CFG_MEMBER(struct sl_config, log.access),
     },
+    /* The rest of the simulator's schema is in schema_sim.c. */
+    {
+        .name = "simulator.seed",
+        .type = SL_CFG_INT,
+        .def = "0",
+        SL_CFG_UNBOUNDED,
+        .doc = "Seed of the generated answers: the same seed and the same request give the "
+               "same answer, so that test runs repeat. Change it to vary the answers.",
+        SL_CFG_MEMBER(struct sl_config, simulator.seed),
+    },
+    {
+        .name = "simulator.endpoints",
+        .type = SL_CFG_OBJECT_LIST,
+        .min = 0,
+        .max = 64,
+        .doc = "The simulated endpoints (see below), each on its own address. None: nothing "
+               "is simulated.",
+        SL_CFG_MEMBER(struct sl_config, simulator.endpoints),
+        SL_CFG_COUNT(struct sl_config, simulator.n_endpoints),
+        .sub = &sl_cfg_sim_endpoint_schema,
+    },
 };
 
 static const struct sl_cfg_section sections[] = {
@@ -167,6 +188,7 @@ static const struct sl_cfg_section sections[] = {
      "that exceeds one gets an HTTP error (with a JSON body) and, for timeouts, a closed "
      "connection."},
     {"log", "`log`: logging", "The gateway logs to standard error."},
+    {"simulator", "`simulator`: simulated Azure OpenAI endpoints", sl_cfg_sim_doc},
 };
 
 static void finish(void *obj, struct sl_cfg_check *chk)
@@ -193,6 +215,7 @@ static void finish(void *obj, struct sl_cfg_check *chk)
             break;
         }
     }
+    sl_cfg_sim_check_listeners(c, chk);
     if (c->workers == 0) {
         unsigned n = uv_available_parallelism();
         c->workers = n == 0 ? 1 : n > MAX_WORKERS ? MAX_WORKERS : n;

@@ -20,8 +20,10 @@ enum sl_cfg_type {
     SL_CFG_INT,         /* unsigned integer member of width 1, 2, 4 or 8 bytes */
     SL_CFG_SIZE,        /* bytes; stored like SL_CFG_INT */
     SL_CFG_DURATION,    /* milliseconds; stored like SL_CFG_INT */
+    SL_CFG_RATIO,       /* 0..1 as "0.25" or "25%"; uint32_t parts per million (1000000 = 1) */
     SL_CFG_ENUM,        /* int-sized enum, one of `choices` */
     SL_CFG_STRING,      /* char *, owned by the struct; bounds apply to the length */
+    SL_CFG_STRING_LIST, /* char ** plus a size_t count, all owned; bounds: count; none empty */
     SL_CFG_ADDR,        /* struct sl_config_addr */
     SL_CFG_ADDR_LIST,   /* struct sl_config_addr * plus a size_t count; bounds: count */
     SL_CFG_OBJECT_LIST, /* array of sub->size-byte structs plus a size_t count; bounds: count */
@@ -43,7 +45,8 @@ struct sl_cfg_field {
     const char *name;
     enum sl_cfg_type type;
     /* Default as it would be written in YAML, parsed by the same code as a
-     * value from the file. NULL: no default (an empty list for lists). */
+     * value from the file. NULL: no default (an empty list for lists, NULL
+     * for a string: "not set"). */
     const char *def;
     bool required; /* the key must be present (only sensible without a default) */
     uint64_t min, max;
@@ -87,6 +90,14 @@ struct sl_cfg_schema {
 /* The schema of struct sl_config (schema.c). */
 extern const struct sl_cfg_schema sl_config_schema;
 
+/* The `simulator:` section (schema_sim.c): one entry of simulator.endpoints,
+ * the section's doc, and the checks that need the whole configuration
+ * (endpoint listeners against the gateway's and each other's), run by
+ * sl_config_schema's finish. */
+extern const struct sl_cfg_schema sl_cfg_sim_endpoint_schema;
+extern const char sl_cfg_sim_doc[];
+void sl_cfg_sim_check_listeners(const struct sl_config *c, struct sl_cfg_check *chk);
+
 /* ---- used by finish callbacks (implemented in load.c) ---- */
 /* True when field `name` was given in the file (not defaulted). */
 bool sl_cfg_check_in_file(const struct sl_cfg_check *chk, const char *name);
@@ -96,6 +107,11 @@ bool sl_cfg_check_usable(const struct sl_cfg_check *chk, const char *name);
  * when the field was defaulted. */
 void sl_cfg_check_error(struct sl_cfg_check *chk, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The same for field `name` of entry i of this object's list-of-mappings
+ * field `list` (only meaningful when `list` is usable): at that field's
+ * value, or at the entry when the field was defaulted. */
+void sl_cfg_check_error_in(struct sl_cfg_check *chk, const char *list, size_t i, const char *name,
+                           const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 /* ---- generic loading, for any schema (load.c) ---- */
 /*
@@ -114,10 +130,14 @@ int sl_cfg_parse_bool(struct sl_str s, bool *out, struct sl_buf *why);
 int sl_cfg_parse_int(struct sl_str s, uint64_t *out, struct sl_buf *why);
 int sl_cfg_parse_size(struct sl_str s, uint64_t *out, struct sl_buf *why);
 int sl_cfg_parse_duration(struct sl_str s, uint64_t *out, struct sl_buf *why);
+/* "0.25", "1", ".5" or "25%" into parts per million; more precise values are
+ * rounded to the nearest millionth, but one that would round to 0 is refused. */
+int sl_cfg_parse_ratio(struct sl_str s, uint64_t *out, struct sl_buf *why);
 int sl_cfg_parse_enum(struct sl_str s, const struct sl_cfg_choice *choices, int *out,
                       struct sl_buf *why);
 int sl_cfg_parse_addr(struct sl_str s, struct sl_config_addr *out, struct sl_buf *why);
-/* Append v as it would be written for a field of type t ("16KiB", "10s", "256"). */
+/* Append v as it would be written for a field of type t ("16KiB", "10s", "256",
+ * "0.05" for a ratio of 50000 ppm). */
 int sl_cfg_format_value(enum sl_cfg_type t, uint64_t v, struct sl_buf *out);
 /* Append s in double quotes, escaped, cut after 64 bytes ("...") for messages. */
 int sl_cfg_quote(struct sl_buf *out, struct sl_str s);

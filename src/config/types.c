@@ -4,6 +4,7 @@
  * in `why` what is wrong and what is expected, quoting the text.
  */
 #include <arpa/inet.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "config/schema.h"
@@ -169,6 +170,68 @@ int sl_cfg_parse_duration(struct sl_str s, uint64_t *out, struct sl_buf *why)
     return SL_OK;
 }
 
+#define PPM 1000000u
+
+int sl_cfg_parse_ratio(struct sl_str s, uint64_t *out, struct sl_buf *why)
+{
+    static const char expected[] = "expected a number from 0 to 1 like 0.25, or a percentage "
+                                   "like 25%";
+    struct sl_str num = s;
+    bool percent = num.len > 0 && num.base[num.len - 1] == '%';
+    if (percent) {
+        num.len--;
+        while (num.len > 0 && num.base[num.len - 1] == ' ')
+            num.len--; /* "25 %" reads naturally enough to allow */
+    }
+    size_t n_int = count_digits(num, 0), n_frac = 0, at = n_int;
+    if (at < num.len && num.base[at] == '.') {
+        n_frac = count_digits(num, at + 1);
+        at += 1 + n_frac;
+    }
+    if (at != num.len || n_int + n_frac == 0) {
+        const char *hint = NULL;
+        if (s.len > 0 && s.base[0] == '-')
+            hint = "it cannot be negative";
+        else if (at < num.len && (num.base[at] == 'e' || num.base[at] == 'E'))
+            hint = "write it without an exponent, like 0.001";
+        return reject(why, expected, s, hint);
+    }
+    /* A ratio keeps 6 decimal places (millionths), a percentage 4: both
+     * land on parts per million without floating point. */
+    unsigned places = percent ? 4 : 6;
+    uint64_t limit = percent ? 100 : 1, whole = 0, frac = 0;
+    bool over = false, nonzero = false, round_up = false;
+    for (size_t i = 0; i < n_int && !over; i++) {
+        whole = whole * 10 + (uint64_t)(num.base[i] - '0');
+        over = whole > limit;
+    }
+    const char *digits = num.base + n_int + 1;
+    for (size_t i = 0; i < n_frac; i++) {
+        unsigned d = (unsigned)(digits[i] - '0');
+        nonzero = nonzero || d != 0;
+        if (i < places)
+            frac = frac * 10 + d;
+        else if (i == places)
+            round_up = d >= 5;
+    }
+    for (size_t i = n_frac; i < places; i++)
+        frac *= 10;
+    if (over || (whole == limit && nonzero)) {
+        sl_buf_appendf(why, "must be at most 1 (or 100%%), got ");
+        sl_cfg_quote(why, s);
+        return SL_EINVAL;
+    }
+    uint64_t ppm = whole * (percent ? 10000 : PPM) + frac + (round_up ? 1 : 0);
+    if (ppm == 0 && nonzero) {
+        /* Rounding it to 0 would silently turn off what the user asked for. */
+        sl_buf_appendf(why, "is finer than one in a million (0.000001, or 0.0001%%), got ");
+        sl_cfg_quote(why, s);
+        return SL_EINVAL;
+    }
+    *out = ppm;
+    return SL_OK;
+}
+
 int sl_cfg_parse_enum(struct sl_str s, const struct sl_cfg_choice *choices, int *out,
                       struct sl_buf *why)
 {
@@ -258,6 +321,11 @@ int sl_cfg_parse_addr(struct sl_str s, struct sl_config_addr *out, struct sl_buf
     return SL_OK;
 }
 
+int sl_config_parse_addr(struct sl_str s, struct sl_config_addr *out, struct sl_buf *why)
+{
+    return sl_cfg_parse_addr(s, out, why);
+}
+
 int sl_config_addr_format(const struct sl_config_addr *a, struct sl_buf *out)
 {
     bool v6 = strchr(a->host, ':') != NULL;
@@ -283,6 +351,16 @@ int sl_cfg_format_value(enum sl_cfg_type t, uint64_t v, struct sl_buf *out)
         {"h", 60 * 60 * 1000}, {"m", 60 * 1000}, {"s", 1000}, {"ms", 1}};
     const struct unit *units = NULL;
     size_t n = 0;
+    if (t == SL_CFG_RATIO && v % PPM != 0) {
+        /* Millionths without trailing zeros: 50000 is "0.05". */
+        char frac[8];
+        int len = snprintf(frac, sizeof(frac), "%06llu", (unsigned long long)(v % PPM));
+        while (len > 1 && frac[len - 1] == '0')
+            len--;
+        return sl_buf_appendf(out, "%llu.%.*s", (unsigned long long)(v / PPM), len, frac);
+    }
+    if (t == SL_CFG_RATIO)
+        return sl_buf_appendf(out, "%llu", (unsigned long long)(v / PPM));
     if (t == SL_CFG_SIZE) {
         units = sizes;
         n = SL_ARRAY_LEN(sizes);

@@ -332,6 +332,10 @@ fail:
 
 int sl_http_runner_run(struct sl_http_runner *r)
 {
+    /* Handlers first: a signal must never find the process with default
+     * (terminating) dispositions once workers can run. */
+    uv_signal_start(&r->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&r->sigint, on_signal, SIGINT);
     for (unsigned i = 0; i < r->n_workers; i++) {
         struct sl_http_worker *w = &r->workers[i];
         if (uv_thread_create(&w->thread, worker_main, w) != 0) {
@@ -340,8 +344,6 @@ int sl_http_runner_run(struct sl_http_runner *r)
         }
         w->thread_started = true;
     }
-    uv_signal_start(&r->sigterm, on_signal, SIGTERM);
-    uv_signal_start(&r->sigint, on_signal, SIGINT);
     uv_run(r->main_loop, UV_RUN_DEFAULT);
     for (unsigned i = 0; i < r->n_workers; i++)
         worker_join(&r->workers[i]);

@@ -25,6 +25,8 @@ struct test_root {
     struct test_backend *backends;
     size_t n_backends;
     uint16_t workers;
+    char **tags; /* n_tags */
+    size_t n_tags;
 };
 
 static void backend_finish(void *obj, struct sl_cfg_check *chk)
@@ -94,6 +96,14 @@ static const struct sl_cfg_field root_fields[] = {
      .max = 1000,
      .doc = "Workers.",
      SL_CFG_MEMBER(struct test_root, workers)},
+    {.name = "tags",
+     .type = SL_CFG_STRING_LIST,
+     .def = "untagged",
+     .min = 1,
+     .max = 3,
+     .doc = "Labels.",
+     SL_CFG_MEMBER(struct test_root, tags),
+     SL_CFG_COUNT(struct test_root, n_tags)},
 };
 
 static const struct sl_cfg_section root_sections[] = {{"", "Top", "The top."}};
@@ -215,6 +225,70 @@ static void test_list_kinds(void **state)
     expect_error(2, 11, "backends[0].name", "must not contain NUL characters");
 }
 
+static void test_string_list(void **state)
+{
+    /* The default is parsed like a value from the file: one string. */
+    assert_int_equal(load("workers: 1\n"), SL_OK);
+    assert_int_equal(root.n_tags, 1);
+    assert_string_equal(root.tags[0], "untagged");
+
+    /* One value is a one-element list; loading again replaces the list. */
+    assert_int_equal(load("tags: blue\n"), SL_OK);
+    assert_int_equal(root.n_tags, 1);
+    assert_string_equal(root.tags[0], "blue");
+    assert_int_equal(load("tags: [red, 'green', \"blue sky\"]\n"), SL_OK);
+    assert_int_equal(root.n_tags, 3);
+    assert_string_equal(root.tags[0], "red");
+    assert_string_equal(root.tags[1], "green");
+    assert_string_equal(root.tags[2], "blue sky");
+
+    setenv("SL_TEST_TAG", "from-env", 1);
+    assert_int_equal(load("tags:\n  - ${SL_TEST_TAG}\n  - x${SL_TEST_TAG}\n"), SL_OK);
+    assert_int_equal(root.n_tags, 2);
+    assert_string_equal(root.tags[0], "from-env");
+    assert_string_equal(root.tags[1], "xfrom-env");
+    sl_cfg_dispose_fields(&root_schema, &root);
+    assert_null(root.tags);
+    assert_int_equal(root.n_tags, 0);
+}
+
+static void test_string_list_errors(void **state)
+{
+    setenv("SL_TEST_EMPTY", "", 1);
+    assert_int_equal(load("tags:\n"
+                          "  - ok\n"
+                          "  - ''\n"
+                          "  - [nested]\n"
+                          "  -\n"),
+                     SL_EINVAL);
+    expect_error(2, 3, "tags", "must list at most 3 values, got 4");
+    expect_error(3, 5, "tags[1]", "must not be empty");
+    expect_error(4, 5, "tags[2]", "expected a single value, got a list");
+    expect_error(5, 4, "tags[3]", "missing value: expected a single value (or no \"-\" entry)");
+    assert_int_equal(errs.n, 4);
+    /* A rejected list leaves the field at its default. */
+    assert_int_equal(root.n_tags, 1);
+    assert_string_equal(root.tags[0], "untagged");
+
+    sl_config_errors_dispose(&errs);
+    assert_int_equal(load("tags: ${SL_TEST_EMPTY}\n"), SL_EINVAL);
+    expect_error(1, 7, "tags", "must not be empty (from \"${SL_TEST_EMPTY}\")");
+    sl_config_errors_dispose(&errs);
+    assert_int_equal(load("tags: []\n"), SL_EINVAL);
+    expect_error(1, 7, "tags", "must list at least 1 value");
+    /* No value is an empty list (as for a list of mappings), here too short. */
+    sl_config_errors_dispose(&errs);
+    assert_int_equal(load("tags:\n"), SL_EINVAL);
+    expect_error(1, 6, "tags", "must list at least 1 value");
+    sl_config_errors_dispose(&errs);
+    assert_int_equal(load("tags: {a: b}\n"), SL_EINVAL);
+    expect_error(1, 7, "tags", "expected a value, or a list of values, got a mapping");
+    sl_config_errors_dispose(&errs);
+    assert_int_equal(load("tags: \"a\\0b\"\n"), SL_EINVAL);
+    expect_error(1, 7, "tags", "must not contain NUL characters");
+    assert_int_equal(errs.n, 1);
+}
+
 static void test_list_reference(void **state)
 {
     struct sl_buf out;
@@ -227,6 +301,8 @@ static void test_list_reference(void **state)
                                      "characters | Name used in routes. |"));
     assert_non_null(strstr(out.base, "| `backends[].tls.verify` | boolean | `true` |"));
     assert_non_null(strstr(out.base, "| `backends[].timeout` | duration | `30s` | at least 1ms |"));
+    assert_non_null(strstr(out.base, "| `tags` | string, or list of strings | `untagged` | 1 to 3 "
+                                     "entries | Labels. |"));
     sl_buf_dispose(&out);
 }
 
@@ -237,6 +313,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_kinds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_string_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_string_list_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_reference, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

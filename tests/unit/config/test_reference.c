@@ -51,61 +51,104 @@ static bool in_section(const struct sl_cfg_schema *s, const char *name)
     return false;
 }
 
-static void test_schema_consistent(void **state)
+/* Checks every field of schema (and, recursively, of its lists' entries),
+ * whose keys appear in the reference as prefix + name. */
+static void check_fields(const struct sl_cfg_schema *s, const char *prefix, const char *doc,
+                         bool top)
 {
-    const struct sl_cfg_schema *s = &sl_config_schema;
-    struct sl_buf doc;
-    sl_buf_init(&doc);
-    assert_int_equal(sl_config_write_reference(&doc), SL_OK);
     for (size_t i = 0; i < s->n_fields; i++) {
         const struct sl_cfg_field *f = &s->fields[i];
-        char key[128];
-        snprintf(key, sizeof(key), "| `%s` |", f->name);
-        if (!in_section(s, f->name))
+        char key[256];
+        snprintf(key, sizeof(key), "| `%s%s` |", prefix, f->name);
+        if (top && !in_section(s, f->name))
             fail_msg("%s: no section declared for it", f->name);
-        if (strstr(doc.base, key) == NULL)
-            fail_msg("%s: missing from the reference", f->name);
+        if (strstr(doc, key) == NULL)
+            fail_msg("%s%s: missing from the reference", prefix, f->name);
         if (f->doc == NULL || f->doc[0] == '\0')
-            fail_msg("%s: no doc string", f->name);
+            fail_msg("%s%s: no doc string", prefix, f->name);
         if (f->min > f->max)
-            fail_msg("%s: min > max", f->name);
-        if (f->def == NULL && !f->required && f->type != SL_CFG_OBJECT_LIST)
-            fail_msg("%s: neither a default nor required", f->name);
+            fail_msg("%s%s: min > max", prefix, f->name);
+        /* Without a default, only a list (empty) or a string (not set) makes sense. */
+        if (f->def == NULL && !f->required && f->type != SL_CFG_OBJECT_LIST &&
+            f->type != SL_CFG_STRING_LIST && f->type != SL_CFG_STRING)
+            fail_msg("%s%s: neither a default nor required", prefix, f->name);
+        if (f->required && f->def != NULL)
+            fail_msg("%s%s: required, yet with a default", prefix, f->name);
         switch (f->type) {
         case SL_CFG_INT:
         case SL_CFG_SIZE:
         case SL_CFG_DURATION:
             if (f->width != 1 && f->width != 2 && f->width != 4 && f->width != 8)
-                fail_msg("%s: member width %zu", f->name, f->width);
+                fail_msg("%s%s: member width %zu", prefix, f->name, f->width);
             if (f->width < 8 && f->max >= (1ull << (8 * f->width)))
-                fail_msg("%s: max does not fit the member", f->name);
+                fail_msg("%s%s: max does not fit the member", prefix, f->name);
+            break;
+        case SL_CFG_RATIO:
+            if (f->width != sizeof(uint32_t) || f->max > 1000000)
+                fail_msg("%s%s: ratio needs a uint32_t member and max <= 1000000", prefix, f->name);
             break;
         case SL_CFG_ENUM:
             if (f->width != sizeof(int) || f->choices == NULL)
-                fail_msg("%s: enum needs an int member and choices", f->name);
+                fail_msg("%s%s: enum needs an int member and choices", prefix, f->name);
             break;
         case SL_CFG_BOOL:
             if (f->width != sizeof(bool))
-                fail_msg("%s: bool member expected", f->name);
+                fail_msg("%s%s: bool member expected", prefix, f->name);
             break;
+        case SL_CFG_STRING:
+            if (f->width != sizeof(char *))
+                fail_msg("%s%s: char * member expected", prefix, f->name);
+            break;
+        case SL_CFG_STRING_LIST:
+            if (f->width != sizeof(char **))
+                fail_msg("%s%s: char ** member expected", prefix, f->name);
+            break;
+        case SL_CFG_OBJECT_LIST: {
+            if (f->sub == NULL || f->sub->size == 0)
+                fail_msg("%s%s: list of mappings without a sub schema", prefix, f->name);
+            char sub[256];
+            snprintf(sub, sizeof(sub), "%s%s[].", prefix, f->name);
+            check_fields(f->sub, sub, doc, false);
+            break;
+        }
         default:
             break;
         }
         for (size_t j = 0; j < i; j++)
             if (strcmp(f->name, s->fields[j].name) == 0)
-                fail_msg("%s: declared twice", f->name);
+                fail_msg("%s%s: declared twice", prefix, f->name);
     }
+}
+
+static void test_schema_consistent(void **state)
+{
+    struct sl_buf doc;
+    sl_buf_init(&doc);
+    assert_int_equal(sl_config_write_reference(&doc), SL_OK);
+    check_fields(&sl_config_schema, "", doc.base, true);
     sl_buf_dispose(&doc);
 
-    /* Every default parses and lies within its bounds: loading nothing succeeds. */
-    struct sl_config *c = NULL;
-    struct sl_config_errors errs;
-    sl_config_errors_init(&errs);
-    int err = sl_config_load_default(&c, &errs);
-    sl_config_errors_print(&errs, stderr);
-    assert_int_equal(err, SL_OK);
-    sl_config_unref(c);
-    sl_config_errors_dispose(&errs);
+    /* Every default parses and lies within its bounds: loading nothing succeeds, and
+     * so does a list entry with nothing but its required keys. */
+    static const char *const minimal[] = {
+        "",
+        "simulator:\n"
+        "  endpoints:\n"
+        "    - name: e\n"
+        "      listen: 127.0.0.1:8101\n"
+        "      deployments: [{name: d, model: m}]\n"
+        "      faults: [{kind: none}]\n",
+    };
+    for (size_t i = 0; i < SL_ARRAY_LEN(minimal); i++) {
+        struct sl_config *c = NULL;
+        struct sl_config_errors errs;
+        sl_config_errors_init(&errs);
+        int err = sl_config_load_buffer("minimal", minimal[i], strlen(minimal[i]), &c, &errs);
+        sl_config_errors_print(&errs, stderr);
+        assert_int_equal(err, SL_OK);
+        sl_config_unref(c);
+        sl_config_errors_dispose(&errs);
+    }
 }
 
 static void test_reference_shape(void **state)
@@ -120,6 +163,16 @@ static void test_reference_shape(void **state)
     assert_non_null(strstr(doc.base, "| `limits.max_body_bytes` | size | `16MiB` | 0 to 1GiB | "));
     assert_non_null(strstr(doc.base, "| `log.level` | one of `debug`, `info`, `warn`, `error` | "
                                      "`info` |"));
+    assert_non_null(strstr(doc.base, "## `simulator`: simulated Azure OpenAI endpoints"));
+    assert_non_null(strstr(doc.base, "`sluice sim --config FILE` serves these endpoints"));
+    assert_non_null(strstr(doc.base, "[simulator.md](simulator.md)"));
+    assert_non_null(strstr(doc.base, "### Each entry of `simulator.endpoints[].deployments`"));
+    assert_non_null(strstr(doc.base, "| `simulator.endpoints[].api_keys` | string, or list of "
+                                     "strings | none | 0 to 64 entries |"));
+    assert_non_null(strstr(doc.base, "| `simulator.endpoints[].faults[].probability` | ratio | "
+                                     "`1` | 0 to 1 |"));
+    assert_non_null(strstr(doc.base, "| `simulator.endpoints[].faults[].deployment` | string | "
+                                     "none |"));
     assert_int_equal(doc.base[doc.len - 1], '\n');
     sl_buf_dispose(&doc);
 }

@@ -112,6 +112,74 @@ static void test_duration(void **state)
     expect_bad_duration("99999999999999999999ms", "too large");
 }
 
+static void expect_ratio(const char *text, uint64_t want_ppm)
+{
+    uint64_t v = UINT64_MAX;
+    why.len = 0;
+    if (sl_cfg_parse_ratio(sl_str_from_cstr(text), &v, &why) != SL_OK)
+        fail_msg("ratio \"%s\" rejected: %s", text, reason());
+    if (v != want_ppm)
+        fail_msg("ratio \"%s\": %llu ppm, want %llu", text, (unsigned long long)v,
+                 (unsigned long long)want_ppm);
+}
+
+static void expect_bad_ratio(const char *text, const char *msg)
+{
+    uint64_t v = 0;
+    why.len = 0;
+    assert_int_equal(sl_cfg_parse_ratio(sl_str_from_cstr(text), &v, &why), SL_EINVAL);
+    if (strstr(reason(), msg) == NULL)
+        fail_msg("ratio \"%s\": message \"%s\" lacks \"%s\"", text, reason(), msg);
+}
+
+static void test_ratio(void **state)
+{
+    expect_ratio("0", 0);
+    expect_ratio("1", 1000000);
+    expect_ratio("0.5", 500000);
+    expect_ratio(".5", 500000);
+    expect_ratio("0.25", 250000);
+    expect_ratio("0.05", 50000);
+    expect_ratio("1.0", 1000000);
+    expect_ratio("0.000001", 1);
+    expect_ratio("0.0000", 0);
+    expect_ratio("25%", 250000);
+    expect_ratio("25 %", 250000);
+    expect_ratio("100%", 1000000);
+    expect_ratio("0%", 0);
+    expect_ratio("0.5%", 5000);
+    expect_ratio("0.0001%", 1);
+    expect_ratio("12.3456%", 123456);
+    /* Finer than a millionth: rounded to the nearest (half up)... */
+    expect_ratio("0.3333333", 333333);
+    expect_ratio("0.6666666666", 666667);
+    expect_ratio("0.0000005", 1);
+    expect_ratio("0.9999999", 1000000);
+    expect_ratio("33.333333%", 333333);
+    /* ...but never to 0, which would turn the setting off without a word. */
+    expect_bad_ratio("0.0000001", "finer than one in a million (0.000001, or 0.0001%), got "
+                                  "\"0.0000001\"");
+    expect_bad_ratio("0.00001%", "finer than one in a million");
+    expect_bad_ratio("1.5", "must be at most 1 (or 100%), got \"1.5\"");
+    expect_bad_ratio("1.0000001", "must be at most 1");
+    expect_bad_ratio("2", "must be at most 1");
+    expect_bad_ratio("101%", "must be at most 1 (or 100%), got \"101%\"");
+    expect_bad_ratio("100.01%", "must be at most 1");
+    expect_bad_ratio("99999999999999999999999", "must be at most 1");
+    expect_bad_ratio("-0.1", "expected a number from 0 to 1 like 0.25, or a percentage like "
+                             "25%, got \"-0.1\" (it cannot be negative)");
+    expect_bad_ratio("abc", "expected a number from 0 to 1 like 0.25, or a percentage like "
+                            "25%, got \"abc\"");
+    expect_bad_ratio("1e-3", "(write it without an exponent, like 0.001)");
+    expect_bad_ratio("", "got \"\"");
+    expect_bad_ratio(".", "expected a number");
+    expect_bad_ratio("%", "expected a number");
+    expect_bad_ratio("0.5.5", "expected a number");
+    expect_bad_ratio("1/2", "expected a number");
+    expect_bad_ratio("0,5", "expected a number");
+    expect_bad_ratio("50%%", "expected a number");
+}
+
 static void test_int(void **state)
 {
     uint64_t v = 0;
@@ -205,6 +273,15 @@ static void test_addr(void **state)
     expect_bad_addr("[fe80::1%eth0]:80", "numeric IPv4 or IPv6");
     expect_bad_addr("[1.2.3.4]:80", "numeric IPv4 or IPv6");
     expect_bad_addr("", "missing \":PORT\"");
+
+    /* The public spelling, for command-line options. */
+    struct sl_config_addr a;
+    why.len = 0;
+    assert_int_equal(sl_config_parse_addr(SL_STR("[::1]:8081"), &a, &why), SL_OK);
+    assert_string_equal(a.host, "::1");
+    assert_int_equal(a.port, 8081);
+    assert_int_equal(sl_config_parse_addr(SL_STR("8081"), &a, &why), SL_EINVAL);
+    assert_non_null(strstr(reason(), "got \"8081\""));
 }
 
 static void test_addr_overlaps(void **state)
@@ -240,6 +317,12 @@ static void test_format_value(void **state)
         {SL_CFG_DURATION, 3600000, "1h"},
         {SL_CFG_DURATION, 1, "1ms"},
         {SL_CFG_INT, 256, "256"},
+        {SL_CFG_RATIO, 0, "0"},
+        {SL_CFG_RATIO, 1000000, "1"},
+        {SL_CFG_RATIO, 500000, "0.5"},
+        {SL_CFG_RATIO, 50000, "0.05"},
+        {SL_CFG_RATIO, 123456, "0.123456"},
+        {SL_CFG_RATIO, 1, "0.000001"},
     };
     for (size_t i = 0; i < SL_ARRAY_LEN(cases); i++) {
         struct sl_buf b;
@@ -252,6 +335,8 @@ static void test_format_value(void **state)
             assert_int_equal(sl_cfg_parse_size(sl_str_from_cstr(b.base), &back, &why), SL_OK);
         else if (cases[i].t == SL_CFG_DURATION)
             assert_int_equal(sl_cfg_parse_duration(sl_str_from_cstr(b.base), &back, &why), SL_OK);
+        else if (cases[i].t == SL_CFG_RATIO)
+            assert_int_equal(sl_cfg_parse_ratio(sl_str_from_cstr(b.base), &back, &why), SL_OK);
         else
             back = cases[i].v;
         assert_int_equal(back, cases[i].v);
@@ -283,6 +368,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_duration, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ratio, setup, teardown),
         cmocka_unit_test_setup_teardown(test_int, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bool, setup, teardown),
         cmocka_unit_test_setup_teardown(test_enum, setup, teardown),
