@@ -155,7 +155,8 @@ void sl_config_errors_print(const struct sl_config_errors *e, FILE *out);
 int sl_config_load_file(const char *path, struct sl_config **out, struct sl_config_errors *errs);
 int sl_config_load_buffer(const char *name, const char *data, size_t len, struct sl_config **out,
                           struct sl_config_errors *errs);
-/* The configuration used when none is given (all defaults). */
+/* The configuration `sluice serve` uses when none is given: defaults plus
+ * simulated endpoints on 127.0.0.1:8091-8093 (see default.c). */
 int sl_config_load_default(struct sl_config **out, struct sl_config_errors *errs);
 
 struct sl_config *sl_config_ref(struct sl_config *c);

@@ -39,11 +39,6 @@ fail:
     return err;
 }
 
-int sl_config_load_default(struct sl_config **out, struct sl_config_errors *errs)
-{
-    return sl_config_load_buffer("<default>", "", 0, out, errs);
-}
-
 /* Reports a problem with the file as a whole (no line) into errs. */
 static void report_file(const char *path, struct sl_config_errors *errs, const char *fmt,
                         const char *detail)

@@ -72,6 +72,8 @@ static void test_defaults(void **state)
     assert_int_equal(sl_config_load_default(&c, &errs), SL_OK);
     assert_int_equal(errs.n, 0);
     assert_string_equal(c->source, "<default>");
+    sl_config_unref(c);
+    c = load_ok("");
     assert_int_equal(c->n_listen, 1);
     assert_string_equal(c->listen[0].host, "0.0.0.0");
     assert_int_equal(c->listen[0].port, 8080);

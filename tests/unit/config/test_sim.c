@@ -71,8 +71,7 @@ static void expect_errors(size_t n)
 
 static void test_no_simulator(void **state)
 {
-    struct sl_config *c = NULL;
-    assert_int_equal(sl_config_load_default(&c, &errs), SL_OK);
+    struct sl_config *c = load_ok("");
     assert_int_equal(c->simulator.seed, 0);
     assert_int_equal(c->simulator.n_endpoints, 0);
     assert_null(c->simulator.endpoints);
@@ -82,6 +81,23 @@ static void test_no_simulator(void **state)
     sl_config_unref(c);
     c = load_ok("simulator:\n  endpoints: []\n");
     assert_int_equal(c->simulator.n_endpoints, 0);
+    sl_config_unref(c);
+}
+
+/* The configuration of `sluice serve` without --config brings its own backends. */
+static void test_builtin_default_has_simulated_endpoints(void **state)
+{
+    struct sl_config *c = NULL;
+    assert_int_equal(sl_config_load_default(&c, &errs), SL_OK);
+    assert_string_equal(c->source, "<default>");
+    assert_int_equal(c->simulator.n_endpoints, 3);
+    assert_string_equal(c->simulator.endpoints[0].name, "sim-eastus-ptu");
+    assert_int_equal(c->simulator.endpoints[0].listen.port, 8091);
+    assert_int_equal(c->simulator.endpoints[0].deployments[0].capacity,
+                     SL_SIM_CAPACITY_PROVISIONED);
+    assert_string_equal(c->simulator.endpoints[2].region, "swedencentral");
+    for (size_t i = 0; i < c->simulator.n_endpoints; i++)
+        assert_string_equal(c->simulator.endpoints[i].listen.host, "127.0.0.1");
     sl_config_unref(c);
 }
 
@@ -671,6 +687,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_no_simulator, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_builtin_default_has_simulated_endpoints, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_value_errors, setup, teardown),
