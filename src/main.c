@@ -11,6 +11,8 @@ static const char usage[] =
     "\n"
     "commands:\n"
     "  serve [--config FILE]     run the gateway (built-in defaults without --config)\n"
+    "  sim [--config FILE | --listen ADDR]\n"
+    "                            run simulated Azure OpenAI endpoints (docs/simulator.md)\n"
     "  check-config FILE         validate a configuration file; exit 0 when valid, 1 when not\n"
     "  config-reference          print the configuration reference (docs/config.md)\n"
     "  version                   print the version\n"
@@ -65,7 +67,65 @@ static int cmd_serve(int argc, char **argv)
     struct sl_config *cfg = NULL;
     if (load_config(path, &cfg) != SL_OK)
         return 1;
-    int rc = sl_gateway_run(cfg);
+    int rc = sl_gateway_run(cfg, SL_GATEWAY_SERVE);
+    sl_config_unref(cfg);
+    return rc;
+}
+
+static int cmd_sim(int argc, char **argv)
+{
+    static const char help[] =
+        "usage: sluice sim [--config FILE | --listen ADDR]\n"
+        "\n"
+        "Run simulated Azure OpenAI / OpenAI endpoints for development and tests.\n"
+        "  --config FILE   the endpoints of FILE's `simulator` section\n"
+        "  --listen ADDR   one endpoint at ADDR with a default set of deployments; its\n"
+        "                  control API (/_sim/...) listens on the next port\n"
+        "Without options: --listen 127.0.0.1:8081.\n"
+        "SIGTERM or SIGINT shuts it down gracefully.\n";
+    const char *path = NULL, *listen = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(help, stdout);
+            return 0;
+        }
+        if ((strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "-c") == 0) && i + 1 < argc)
+            path = argv[++i];
+        else if (strncmp(argv[i], "--config=", 9) == 0)
+            path = argv[i] + 9;
+        else if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc)
+            listen = argv[++i];
+        else if (strncmp(argv[i], "--listen=", 9) == 0)
+            listen = argv[i] + 9;
+        else
+            return bad_usage("sim: unknown option or missing value: %s", argv[i]);
+    }
+    if (path && listen)
+        return bad_usage("sim: give --config or --listen, not both%s", "");
+    if (path == NULL && listen == NULL)
+        listen = "127.0.0.1:8081";
+    struct sl_config *cfg = NULL;
+    if (listen) {
+        struct sl_config_addr addr;
+        struct sl_buf why;
+        sl_buf_init(&why);
+        int err = sl_config_parse_addr(sl_str_from_cstr(listen), &addr, &why);
+        if (err)
+            fprintf(stderr, "sluice: sim: --listen %s: %s\n", listen, why.base ? why.base : "");
+        sl_buf_dispose(&why);
+        if (err)
+            return 2;
+        struct sl_config_errors errs;
+        sl_config_errors_init(&errs);
+        err = sl_config_load_sim_default(&addr, &cfg, &errs);
+        sl_config_errors_print(&errs, stderr);
+        sl_config_errors_dispose(&errs);
+        if (err)
+            return 1;
+    } else if (load_config(path, &cfg) != SL_OK) {
+        return 1;
+    }
+    int rc = sl_gateway_run(cfg, SL_GATEWAY_SIM);
     sl_config_unref(cfg);
     return rc;
 }
@@ -131,6 +191,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "serve") == 0)
         return cmd_serve(argc - 2, argv + 2);
+    if (strcmp(cmd, "sim") == 0)
+        return cmd_sim(argc - 2, argv + 2);
     if (strcmp(cmd, "check-config") == 0)
         return cmd_check_config(argc - 2, argv + 2);
     if (strcmp(cmd, "config-reference") == 0)

@@ -1,17 +1,22 @@
 /*
- * gateway: the `sluice serve` process. Starts one worker thread per
- * configured worker, each with its own uv_loop and its own listening sockets
- * (SO_REUSEPORT), runs the admin listener on the main thread, and shuts all
- * of it down gracefully on SIGTERM or SIGINT.
+ * gateway: the processes sluice runs. `sluice serve` runs the gateway's
+ * public listener (plus the simulated endpoints of a `simulator:` section,
+ * when there is one); `sluice sim` runs only the simulated endpoints. Both
+ * use worker threads with their own loops (http runner) and an admin
+ * listener on the main thread, and shut down gracefully on SIGTERM/SIGINT.
  */
 #ifndef SL_GATEWAY_H
 #define SL_GATEWAY_H
 
 #include "config/config.h"
 
+enum sl_gateway_mode {
+    SL_GATEWAY_SERVE, /* the gateway, and the simulator section if present */
+    SL_GATEWAY_SIM,   /* only the simulator section */
+};
+
 /* Runs until a shutdown signal; returns the process exit code (0 after a
- * graceful shutdown, 1 when the listeners could not be opened). Takes its
- * own reference to cfg. */
-int sl_gateway_run(struct sl_config *cfg);
+ * graceful shutdown, 1 when it could not start). Takes its own reference to cfg. */
+int sl_gateway_run(struct sl_config *cfg, enum sl_gateway_mode mode);
 
 #endif

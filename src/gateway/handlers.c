@@ -37,8 +37,9 @@ void sl_gateway_on_public_request(struct sl_http_request *req, void *data)
 
 void sl_gateway_on_admin_request(struct sl_http_request *req, void *data)
 {
+    struct sl_gateway_admin *admin = data;
     if (sl_str_eq(req->head.path, SL_STR("/healthz")))
         respond_health(req);
-    else
+    else if (admin->sim == NULL || !sl_sim_on_admin_request(admin->sim, req))
         respond_not_found(req);
 }

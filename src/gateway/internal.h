@@ -4,6 +4,13 @@
 
 #include "gateway/gateway.h"
 #include "http/http.h"
+#include "sim/sim.h"
+
+/* What the admin handler needs; owned by sl_gateway_run's frame. */
+struct sl_gateway_admin {
+    struct sl_config *cfg; /* borrowed */
+    struct sl_sim *sim;    /* borrowed; NULL without simulated endpoints */
+};
 
 void sl_gateway_on_public_request(struct sl_http_request *req, void *data);
 void sl_gateway_on_admin_request(struct sl_http_request *req, void *data);
