@@ -1,0 +1,230 @@
+// Start `sluice sim` for the client tests: a generated configuration on free ports, readiness
+// on the control API's /healthz, the control API (faults, stats, reset), and a bounded stop
+// that insists on exit status 0 and a clean stderr (make test also runs an ASan build).
+//
+// The binary is $SLUICE_BIN, or ../../build/dev/sluice relative to this directory's parent.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const SLUICE_BIN = process.env.SLUICE_BIN || path.resolve(here, '../../../build/dev/sluice');
+export const API_VERSION = '2024-10-21';
+
+const SANITIZER = ['ERROR: AddressSanitizer', 'runtime error:', 'LeakSanitizer', 'ThreadSanitizer'];
+
+/** n distinct free TCP ports on 127.0.0.1 (held together, then released). */
+export async function freePorts(n) {
+  const servers = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      const s = net.createServer();
+      await new Promise((resolve, reject) => {
+        s.once('error', reject);
+        s.listen(0, '127.0.0.1', resolve);
+      });
+      servers.push(s);
+    }
+    return servers.map((s) => s.address().port);
+  } finally {
+    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  }
+}
+
+export const fast = { ttft: '1ms', tokens_per_second: 5000, jitter_percent: 0 };
+
+export function defaultDeployments() {
+  return [
+    { name: 'gpt-4o', model: 'gpt-4o', version: '2024-08-06', kind: 'chat', ...fast },
+    { name: 'gpt-4o-mini', model: 'gpt-4o-mini', version: '2024-07-18', kind: 'chat', ...fast },
+    { name: 'gpt-35-turbo-instruct', model: 'gpt-35-turbo-instruct', version: '0914', kind: 'completions', ...fast },
+    { name: 'text-embedding-3-small', model: 'text-embedding-3-small', version: '1', kind: 'embeddings', dimensions: 1536, ...fast },
+  ];
+}
+
+// ---- a tiny YAML writer (block mappings and sequences, quoted strings) ----
+function scalar(v) {
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  if (/^[0-9]+(ms|s|m|h|%)$/.test(v)) return v;
+  return JSON.stringify(String(v));
+}
+
+export function toYaml(obj, indent = 0) {
+  const pad = '  '.repeat(indent);
+  const out = [];
+  if (Array.isArray(obj)) {
+    for (const x of obj) {
+      if (x !== null && typeof x === 'object') {
+        const body = toYaml(x, indent + 1).split('\n');
+        out.push(`${pad}- ${body[0].trimStart()}`, ...body.slice(1));
+      } else {
+        out.push(`${pad}- ${scalar(x)}`);
+      }
+    }
+  } else {
+    for (const [k, v] of Object.entries(obj)) {
+      if (v !== null && typeof v === 'object') {
+        if (Array.isArray(v) && v.length === 0) out.push(`${pad}${k}: []`);
+        else out.push(`${pad}${k}:`, toYaml(v, indent + 1));
+      } else {
+        out.push(`${pad}${k}: ${scalar(v)}`);
+      }
+    }
+  }
+  return out.join('\n');
+}
+
+async function httpJson(port, method, urlPath, body, timeoutMs = 5000) {
+  const res = await fetch(`http://127.0.0.1:${port}${urlPath}`, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+  const text = await res.text();
+  let json;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, json, text };
+}
+
+export class Sim {
+  constructor(config, dir) {
+    this.config = config;
+    this.dir = dir;
+    this.adminPort = Number(config.admin_listen.split(':').pop());
+    this.ports = Object.fromEntries(config.simulator.endpoints.map((e) => [e.name, Number(e.listen.split(':').pop())]));
+    this.stderr = '';
+    this.proc = null;
+  }
+
+  port(name) {
+    return name === undefined ? Object.values(this.ports)[0] : this.ports[name];
+  }
+
+  url(name) {
+    return `http://127.0.0.1:${this.port(name)}`;
+  }
+
+  async start(timeoutMs = 10000) {
+    const file = path.join(this.dir, 'sim.yaml');
+    writeFileSync(file, toYaml(this.config) + '\n');
+    this.proc = spawn(SLUICE_BIN, ['sim', '--config', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+    this.proc.stderr.setEncoding('utf8');
+    this.proc.stderr.on('data', (d) => {
+      this.stderr += d;
+    });
+    this.exited = new Promise((resolve) => this.proc.once('exit', (code, signal) => resolve({ code, signal })));
+    const spawnError = new Promise((_, reject) => this.proc.once('error', reject));
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (this.proc.exitCode !== null) throw new Error(`sluice sim exited with ${this.proc.exitCode}:\n${this.stderr}`);
+      try {
+        const r = await Promise.race([httpJson(this.adminPort, 'GET', '/healthz', undefined, 1000), spawnError]);
+        if (r.status === 200) return this;
+      } catch (e) {
+        if (e && e.code === 'ENOENT') throw new Error(`cannot run ${SLUICE_BIN} (build it, or set SLUICE_BIN)`);
+      }
+      if (Date.now() > deadline) throw new Error(`sluice sim not ready within ${timeoutMs} ms:\n${this.stderr}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+
+  /** SIGTERM, wait (bounded), and return the problems found (empty when all is well). */
+  async stop(timeoutMs = 10000) {
+    const problems = [];
+    if (!this.proc) return problems;
+    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill('SIGTERM');
+    let timer;
+    const res = await Promise.race([
+      this.exited,
+      new Promise((r) => {
+        timer = setTimeout(() => r(null), timeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (res === null) {
+      this.proc.kill('SIGKILL');
+      await this.exited;
+      problems.push(`sluice sim did not exit within ${timeoutMs} ms of SIGTERM`);
+    } else if (res.code !== 0) {
+      problems.push(`sluice sim exited with ${res.code ?? res.signal}`);
+    }
+    const bad = this.stderr.split('\n').filter((l) => SANITIZER.some((m) => l.includes(m)));
+    if (bad.length) problems.push(`sanitizer reports:\n${this.stderr.slice(-8000)}`);
+    if (problems.length) problems.push(`stderr (tail):\n${this.stderr.slice(-3000)}`);
+    rmSync(this.dir, { recursive: true, force: true });
+    return problems;
+  }
+
+  // ---- the control API ----
+  async stats() {
+    const r = await httpJson(this.adminPort, 'GET', '/_sim/stats');
+    if (r.status !== 200) throw new Error(`GET /_sim/stats: ${r.status} ${r.text}`);
+    return r.json;
+  }
+
+  async addFaults(endpoint, faults) {
+    const r = await httpJson(this.adminPort, 'POST', '/_sim/faults', { endpoint, faults });
+    if (r.status < 200 || r.status > 299) throw new Error(`POST /_sim/faults: ${r.status} ${r.text}`);
+    return r.json;
+  }
+
+  async reset() {
+    const r = await httpJson(this.adminPort, 'POST', '/_sim/reset', {});
+    if (r.status < 200 || r.status > 299) throw new Error(`POST /_sim/reset: ${r.status} ${r.text}`);
+  }
+}
+
+// GET /_sim/stats: per endpoint, per deployment (docs/simulator.md). Lists of {name, ...} or
+// objects keyed by name are both accepted, so that only these two functions know the shape.
+function named(container, name) {
+  if (Array.isArray(container)) return container.find((x) => x && x.name === name);
+  return container ? container[name] : undefined;
+}
+
+export function depStats(stats, endpoint, deployment) {
+  const ep = named(stats.endpoints ?? stats, endpoint);
+  if (!ep) throw new Error(`no endpoint ${endpoint} in ${JSON.stringify(stats).slice(0, 2000)}`);
+  const d = named(ep.deployments ?? ep, deployment);
+  if (!d) throw new Error(`no deployment ${deployment} in ${JSON.stringify(ep).slice(0, 2000)}`);
+  return d;
+}
+
+/**
+ * Start a simulator. endpoints: [{name, region?, flavor?, api_keys?, deployments?, faults?}];
+ * listen addresses are filled in with free ports.
+ */
+export async function startSim({ endpoints = [{ name: 'ep' }], seed = 1 } = {}) {
+  const ports = await freePorts(endpoints.length + 2);
+  const eps = endpoints.map((e, i) => ({
+    name: e.name,
+    listen: `127.0.0.1:${ports[i + 2]}`,
+    region: e.region ?? 'eastus',
+    flavor: e.flavor ?? 'azure',
+    ...(e.api_keys ? { api_keys: e.api_keys } : {}),
+    deployments: e.deployments ?? defaultDeployments(),
+    ...(e.faults ? { faults: e.faults } : {}),
+  }));
+  const config = {
+    listen: [`127.0.0.1:${ports[0]}`],
+    admin_listen: `127.0.0.1:${ports[1]}`,
+    workers: 1,
+    simulator: { seed, endpoints: eps },
+  };
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'sluice-clients-'));
+  const sim = new Sim(config, dir);
+  try {
+    await sim.start();
+  } catch (e) {
+    await sim.stop();
+    throw e;
+  }
+  return sim;
+}
