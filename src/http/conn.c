@@ -64,6 +64,15 @@ static void arm_timer(struct sl_http_conn *c, enum sl_conn_timer kind);
 static void on_timer(uv_timer_t *t)
 {
     struct sl_http_conn *c = t->data;
+    if (c->timer_kind == SL_TIMER_NONE)
+        return; /* the phase that armed it is over */
+    uint64_t now = uv_now(c->server->loop);
+    if (now < c->deadline) {
+        /* Armed for an earlier phase; the current deadline is later. */
+        c->timer_due = c->deadline;
+        uv_timer_start(&c->timer, on_timer, c->deadline - now, 0);
+        return;
+    }
     enum sl_conn_timer kind = c->timer_kind;
     c->timer_kind = SL_TIMER_NONE;
     switch (kind) {
@@ -84,6 +93,12 @@ static void on_timer(uv_timer_t *t)
     }
 }
 
+/*
+ * Deadlines are lazy: changing phase only records the new deadline, and the
+ * timer is restarted only when the new deadline is earlier than the one it
+ * is set for; a timer that fires early re-arms itself (on_timer). A
+ * keep-alive request thus costs no timer heap operation at all.
+ */
 static void arm_timer(struct sl_http_conn *c, enum sl_conn_timer kind)
 {
     if (c->timer_kind == kind)
@@ -92,7 +107,6 @@ static void arm_timer(struct sl_http_conn *c, enum sl_conn_timer kind)
     uint64_t ms = 0;
     switch (kind) {
     case SL_TIMER_NONE:
-        uv_timer_stop(&c->timer);
         return;
     case SL_TIMER_IDLE:
         ms = c->server->limits.idle_timeout_ms;
@@ -107,7 +121,11 @@ static void arm_timer(struct sl_http_conn *c, enum sl_conn_timer kind)
         ms = SL_HTTP_LINGER_MS;
         break;
     }
-    uv_timer_start(&c->timer, on_timer, ms, 0);
+    c->deadline = uv_now(c->server->loop) + ms;
+    if (!uv_is_active((uv_handle_t *)&c->timer) || c->deadline < c->timer_due) {
+        c->timer_due = c->deadline;
+        uv_timer_start(&c->timer, on_timer, ms, 0);
+    }
 }
 
 /* Views in the parsed head point into `in`; when growing `in` moves it, move them too. */

@@ -55,8 +55,10 @@ struct sl_http_conn {
     struct sl_http_conn *prev, *next;
     enum sl_conn_state state;
     enum sl_conn_timer timer_kind;
-    int handles_open; /* tcp and timer: freed when 0 and !req_owned */
-    bool req_owned;   /* the handler holds req */
+    uint64_t deadline;  /* loop time (ms) when timer_kind's phase runs out */
+    uint64_t timer_due; /* loop time the uv timer is set for (<= deadline while active) */
+    int handles_open;   /* tcp and timer: freed when 0 and !req_owned */
+    bool req_owned;     /* the handler holds req */
     bool reading;
     bool in_process;  /* inside conn_process(): defer flushes and re-entry */
     bool writing;     /* write_req is in flight */
