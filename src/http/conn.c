@@ -151,7 +151,9 @@ static void rebase_head(struct sl_http_request_head *h, const char *from, const 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct sl_http_conn *c = h->data;
-    size_t want = 16 * 1024;
+    /* Start small (most heads are a few hundred bytes) and let the buffer
+     * double as needed: an idle connection should cost little memory. */
+    size_t want = 4096 - 1;
     if (c->state == SL_CONN_READ_BODY && c->req.head.body_kind == SL_HTTP_BODY_LENGTH) {
         uint64_t need = c->head_len + c->req.head.content_length - c->in.len;
         want = need < 64 * 1024 ? (size_t)need + 1024 : 64 * 1024;

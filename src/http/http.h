@@ -80,6 +80,9 @@ enum sl_http_framing {
 int sl_http_start_response(struct sl_http_request *req, int status,
                            const struct sl_http_header *headers, size_t n_headers,
                            enum sl_http_framing framing, uint64_t content_length);
+/* Send what is queued now (e.g. the head, before a stream's first event),
+ * rather than with the next write. */
+void sl_http_flush(struct sl_http_request *req);
 /* Queue body bytes (copied). Returns SL_ESTATE after the client went away. */
 int sl_http_write(struct sl_http_request *req, const void *data, size_t len);
 /* True when the output queue is above the high mark: stop producing until on_drain. */
@@ -135,6 +138,8 @@ void sl_http_runner_free(struct sl_http_runner *r);
  * arg must stay valid until every worker has run fn. */
 int sl_http_runner_broadcast(struct sl_http_runner *r,
                              void (*fn)(struct sl_http_worker *w, void *arg), void *arg);
+/* True once a shutdown has begun (callable from any thread). */
+bool sl_http_runner_stopping(const struct sl_http_runner *r);
 /* The worker's server for site index `site` (in the order given to the runner). */
 struct sl_http_server *sl_http_worker_server(struct sl_http_worker *w, size_t site);
 unsigned sl_http_worker_index(const struct sl_http_worker *w);

@@ -176,6 +176,11 @@ int sl_http_write(struct sl_http_request *req, const void *data, size_t len)
     return SL_OK;
 }
 
+void sl_http_flush(struct sl_http_request *req)
+{
+    sl_conn_flush(req->conn);
+}
+
 bool sl_http_congested(const struct sl_http_request *req)
 {
     const struct sl_http_conn *c = req->conn;

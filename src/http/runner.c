@@ -8,6 +8,7 @@
 #include "http/internal.h"
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,7 +49,7 @@ struct sl_http_runner {
     uv_signal_t sigterm, sigint;
     bool signals_ready;
     struct sl_http_server *admin;
-    bool stopping;
+    atomic_bool stopping; /* read by other threads through sl_http_runner_stopping */
 };
 
 static void on_worker_server_closed(void *data);
@@ -203,6 +204,11 @@ int sl_http_runner_broadcast(struct sl_http_runner *r,
     return err;
 }
 
+bool sl_http_runner_stopping(const struct sl_http_runner *r)
+{
+    return atomic_load(&r->stopping);
+}
+
 struct sl_http_server *sl_http_worker_server(struct sl_http_worker *w, size_t site)
 {
     return site < w->runner->n_sites ? w->servers[site] : NULL;
@@ -221,11 +227,10 @@ static void on_admin_closed(void *data)
 
 static void begin_shutdown(struct sl_http_runner *r, const char *why)
 {
-    if (r->stopping) {
+    if (atomic_exchange(&r->stopping, true)) {
         sl_log_warn("%s again during shutdown: exiting now", why);
         exit(1);
     }
-    r->stopping = true;
     sl_log_info("%s: shutting down (in-flight requests get up to %llu ms)", why,
                 (unsigned long long)r->limits.shutdown_timeout_ms);
     for (unsigned i = 0; i < r->n_workers; i++) {

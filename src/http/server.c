@@ -80,10 +80,10 @@ static void close_listener(struct sl_http_listener *l)
 
 void sl_http_server_pause(struct sl_http_server *s)
 {
+    s->resume_pending = false; /* a later pause wins over a resume still waiting */
     if (s->shutting_down || s->paused)
         return;
     s->paused = true;
-    s->resume_pending = false;
     for (size_t i = 0; i < s->n_listeners; i++)
         close_listener(&s->listeners[i]);
 }

@@ -333,8 +333,7 @@ static bool apply_fault(struct sl_sim_call *c)
         sl_sim_reply_fault_status(c);
         return false;
     case SL_SIM_FAULT_REFUSE:
-        sl_sim_refuse(c->ep, c->req, c->fault.duration_ms);
-        sl_sim_reply_reset(c);
+        sl_sim_refuse(c);
         return false;
     case SL_SIM_FAULT_RESET:
         sl_sim_reply_reset(c);

@@ -280,7 +280,7 @@ void sl_sim_count(_Atomic uint64_t *counter, uint64_t n);
 void sl_sim_count_status(struct sl_sim_counters *c, int status);
 int sl_sim_counters_append_json(struct sl_buf *b, const struct sl_sim_counters *c);
 
-/* ---- answering a request (handler.c, render.c, reply.c, objects.c) ---- */
+/* ---- answering a request (handler.c, render.c, reply.c, deliver.c, objects.c) ---- */
 
 /* What a path names. */
 enum sl_sim_target {
@@ -382,8 +382,10 @@ void sl_sim_reply_throttled(struct sl_sim_call *c, enum sl_sim_limit limit, uint
 void sl_sim_reply_fault_status(struct sl_sim_call *c);
 /* Close the connection instead of answering (reset: a TCP RST). */
 void sl_sim_reply_reset(struct sl_sim_call *c);
-/* Serve an admitted inference request (body or stream, delays and faults). */
+/* Serve an admitted inference request: body or stream, delays and delivery faults (deliver.c). */
 void sl_sim_reply_serve(struct sl_sim_call *c);
+/* The counters a call counts in: its deployment's, or its endpoint's before one is known. */
+struct sl_sim_counters *sl_sim_counters_of(struct sl_sim_call *c);
 /* Count a request once, with its status (0: no status, the connection was cut). */
 void sl_sim_record(struct sl_sim_call *c, int status);
 
@@ -429,6 +431,8 @@ struct sl_sim_endpoint {
     _Atomic bool has_rules; /* false: skip the lock on the request path */
     struct sl_sim_store store;
     _Atomic uint64_t refuse_until_ms; /* monotonic ms the "refuse" fault ends */
+    _Atomic bool *listening;          /* owned, one per worker: its listener is open (refuse.c) */
+    size_t n_workers;
 };
 
 /* The simulator. Owns the endpoints; holds one config reference. */
@@ -447,8 +451,9 @@ bool sl_sim_pick_fault(struct sl_sim_endpoint *ep, struct sl_str deployment,
                        struct sl_sim_fault *out);
 /* Restore an endpoint to its starting state (stats, quotas, rules, store). */
 void sl_sim_endpoint_reset(struct sl_sim_endpoint *ep);
-/* Stop listening on every worker for ms milliseconds (the "refuse" fault). */
-void sl_sim_refuse(struct sl_sim_endpoint *ep, struct sl_http_request *req, uint64_t ms);
+/* The "refuse" fault (refuse.c): stop listening on every worker for c->fault.duration_ms,
+ * then reset the triggering request once no worker accepts connections any more. */
+void sl_sim_refuse(struct sl_sim_call *c);
 /* The value of name in a query string; not URL-decoded (api versions and
  * endpoint names need none). */
 struct sl_str sl_sim_query_param(struct sl_str query, struct sl_str name);

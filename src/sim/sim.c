@@ -1,7 +1,6 @@
 /*
  * The simulator's lifetime: per-endpoint and per-deployment state built from
- * the configuration, fault rule selection, resets, and the "refuse" fault
- * (every worker stops listening on the endpoint's address for a while).
+ * the configuration, fault rule selection and resets.
  */
 #include "sim/internal.h"
 
@@ -61,6 +60,12 @@ static int endpoint_init(struct sl_sim *sim, struct sl_sim_endpoint *ep, size_t 
         return err;
     ep->n_config_rules = cfg->n_faults;
     atomic_store(&ep->has_rules, cfg->n_faults > 0);
+    ep->n_workers = sim->cfg->workers ? sim->cfg->workers : 1;
+    ep->listening = calloc(ep->n_workers, sizeof(*ep->listening));
+    if (ep->listening == NULL)
+        return SL_ENOMEM;
+    for (size_t w = 0; w < ep->n_workers; w++)
+        atomic_init(&ep->listening[w], true);
     ep->deployments = calloc(cfg->n_deployments ? cfg->n_deployments : 1, sizeof(*ep->deployments));
     if (ep->deployments == NULL)
         return SL_ENOMEM;
@@ -80,6 +85,7 @@ static void endpoint_dispose(struct sl_sim_endpoint *ep)
         }
         free(ep->deployments);
     }
+    free(ep->listening);
     sl_sim_rules_free(ep->runtime, ep->n_runtime);
     sl_sim_rules_free(ep->config_rules, ep->n_config_rules);
     if (ep->locks_ready) {
@@ -186,86 +192,4 @@ void sl_sim_endpoint_reset(struct sl_sim_endpoint *ep)
     sl_sim_counters_clear(&ep->stats);
     atomic_store(&ep->last_request_ms, 0);
     sl_sim_store_clear(&ep->store);
-}
-
-/* ---- the refuse fault ---- */
-
-#define REFUSE_POLL_MS 100
-
-/* Ends a refuse period: on the loop of the worker that started it. Owned by itself. */
-struct refuse_timer {
-    uv_timer_t timer;
-    struct sl_sim_endpoint *ep; /* borrowed; outlives the runner */
-};
-
-static void refuse_pause(struct sl_http_worker *w, void *arg)
-{
-    struct sl_sim_endpoint *ep = arg;
-    struct sl_http_server *s = sl_http_worker_server(w, ep->sim->first_site + ep->index);
-    if (s)
-        sl_http_server_pause(s);
-}
-
-static void refuse_resume(struct sl_http_worker *w, void *arg)
-{
-    struct sl_sim_endpoint *ep = arg;
-    /* A later refuse may have extended the period. */
-    if (sl_clock_mono_us() / 1000 < atomic_load(&ep->refuse_until_ms))
-        return;
-    struct sl_http_server *s = sl_http_worker_server(w, ep->sim->first_site + ep->index);
-    if (s)
-        sl_http_server_resume(s);
-}
-
-static void on_refuse_timer_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
-static void nothing(struct sl_http_worker *w, void *arg) {}
-
-static void on_refuse_timer(uv_timer_t *t)
-{
-    struct refuse_timer *rt = t->data;
-    struct sl_sim_endpoint *ep = rt->ep;
-    uint64_t now = sl_clock_mono_us() / 1000, until = atomic_load(&ep->refuse_until_ms);
-    if (now >= until) {
-        sl_http_runner_broadcast(ep->sim->runner, refuse_resume, ep);
-        uv_close((uv_handle_t *)t, on_refuse_timer_closed);
-        return;
-    }
-    /* A shutdown must not wait for a refuse period to end, and this timer is
-     * what keeps the loop running: it looks every REFUSE_POLL_MS whether the
-     * runner still takes work, and goes away once it does not. */
-    if (sl_http_runner_broadcast(ep->sim->runner, nothing, NULL) == SL_ESTATE) {
-        uv_close((uv_handle_t *)t, on_refuse_timer_closed);
-        return;
-    }
-    uv_timer_start(t, on_refuse_timer, SL_MIN(until - now, REFUSE_POLL_MS), 0);
-}
-
-void sl_sim_refuse(struct sl_sim_endpoint *ep, struct sl_http_request *req, uint64_t ms)
-{
-    uv_loop_t *loop = sl_http_request_loop(req);
-    if (ep->sim->runner == NULL) {
-        sl_log_warn("sim %s: the refuse fault needs the runner; resetting the connection only",
-                    ep->cfg->name);
-        return;
-    }
-    uint64_t until = sl_clock_mono_us() / 1000 + ms;
-    uint64_t cur = atomic_load(&ep->refuse_until_ms);
-    while (cur < until && !atomic_compare_exchange_weak(&ep->refuse_until_ms, &cur, until))
-        ;
-    struct refuse_timer *rt = malloc(sizeof(*rt));
-    if (rt == NULL)
-        return;
-    rt->ep = ep;
-    uv_timer_init(loop, &rt->timer);
-    rt->timer.data = rt;
-    /* Referenced, so it is always closed before its loop ends (see on_refuse_timer). */
-    uv_timer_start(&rt->timer, on_refuse_timer, SL_MIN(ms, REFUSE_POLL_MS), 0);
-    /* This worker's listener closes now, before the request is reset, so the
-     * client's next connect is refused; the other workers' follow at once. */
-    sl_http_server_pause(req->server);
-    sl_http_runner_broadcast(ep->sim->runner, refuse_pause, ep);
 }

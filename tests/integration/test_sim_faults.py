@@ -21,6 +21,7 @@ from simtools import (
     default_deployments,
     dep_stats,
     endpoint,
+    ep_stats,
     rt_fault,
     st_completion_tokens,
     st_fault,
@@ -436,3 +437,33 @@ def test_probability_rolls_are_seeded(start_sim):
         sim.stop()
     assert runs[0] == runs[1], "the same seed gave different faults"
     assert runs[0] != runs[2], "another seed gave the very same 40 rolls"
+
+
+def test_stats_requests_tied_to_no_deployment(start_sim):
+    """Requests that never reach a deployment (unknown deployment, no key, bad path) are counted
+    on the endpoint, so that a test can assert that nothing at all reached it."""
+    sim = start_sim()
+    p = sim.port()
+    assert call(p, "POST", az("nope"), CHAT).status == 404
+    assert call(p, "POST", az("gpt-4o"), CHAT, key=None).status == 401
+    assert call(p, "POST", "/openai/nothing", CHAT).status == 404
+    e = ep_stats(sim.stats(), "ep")
+    u = e["unrouted"]
+    assert st_requests(u) == 3 and st_status(u, 404) == 2 and st_status(u, 401) == 1, u
+    assert all(st_requests(d) == 0 for d in e["deployments"].values())
+
+
+def test_malformed_json_in_a_stream(start_sim):
+    sim = start_sim()
+    sim.add_faults("ep", [rt_fault("malformed_json", count=1)])
+    s = stream(sim.port(), az("gpt-4o"), SCHAT)
+    assert s.status == 200, s
+    bad = []
+    for _, d in s.events:
+        if d == "[DONE]":
+            continue
+        try:
+            json.loads(d)
+        except ValueError:
+            bad.append(d)
+    assert len(bad) == 1, f"expected one event that is not JSON, got {len(bad)}: {bad[:2]}"
