@@ -39,6 +39,50 @@ struct sl_config_log {
     bool access; /* one JSON line per request */
 };
 
+/* ---- the gateway: backends, routes, clients ---- */
+enum sl_backend_type {
+    SL_BACKEND_AZURE,  /* Azure OpenAI: /openai/deployments/{d}/..., `api-key` header */
+    SL_BACKEND_OPENAI, /* OpenAI-compatible: /v1/..., `Authorization: Bearer` */
+};
+
+/* A model deployment on an endpoint that the gateway sends requests to. Owns its strings. */
+struct sl_config_backend {
+    char *name;
+    char *url; /* base URL: "https://x.openai.azure.com" (azure), "https://host/v1" (openai) */
+    enum sl_backend_type type;
+    char *api_key;    /* the credential sluice sends upstream (usually ${ENV}); NULL: none */
+    char *region;     /* e.g. "eastus"; NULL when not given */
+    char *model;      /* e.g. "gpt-4o" */
+    char *version;    /* e.g. "2024-08-06"; NULL when not given */
+    char *deployment; /* the upstream deployment (azure) or model (openai) name;
+                       * NULL: the route's name is used */
+    uint64_t connect_timeout_ms;
+    uint64_t first_byte_timeout_ms;
+    uint64_t idle_timeout_ms;
+    uint64_t total_timeout_ms;
+    char *ca_file; /* NULL: the system's CA store */
+    bool insecure; /* skip TLS verification: logged loudly at start-up */
+    bool http2;    /* offer HTTP/2 over TLS */
+};
+
+/* A client-facing deployment/model name and where it goes. Owns its strings. */
+struct sl_config_route {
+    char *name;           /* what clients put in the path (Azure) or in `model` (v1) */
+    char *backend;        /* the backend's name */
+    size_t backend_index; /* resolved: index into sl_config.backends */
+    char *api_version;    /* upstream api-version to use instead of the client's; NULL: pass */
+    bool log_payloads;    /* debug: log request/response bodies of this route (warned at start) */
+};
+
+/* An application allowed to call the gateway. Owns its strings. */
+struct sl_config_client {
+    char *name;
+    char **keys; /* n_keys hashed keys, "sha256:<64 hex>" (`sluice hash-key` prints them);
+                  * several at once so a key can be rotated without downtime */
+    size_t n_keys;
+    unsigned char (*key_hashes)[32]; /* resolved: the n_keys SHA-256 digests */
+};
+
 /* ---- simulator (`simulator:`): simulated Azure OpenAI / OpenAI endpoints ---- */
 enum sl_sim_flavor {
     SL_SIM_FLAVOR_AZURE,  /* Azure OpenAI: api-version, content-filter fields, x-ms-* headers */
@@ -128,6 +172,13 @@ struct sl_config {
     unsigned workers; /* resolved: never 0 (0 in the file means one per core) */
     struct sl_config_limits limits;
     struct sl_config_log log;
+    struct sl_config_backend *backends;
+    size_t n_backends;
+    struct sl_config_route *routes;
+    size_t n_routes;
+    struct sl_config_client *clients;
+    size_t n_clients;
+    bool backend_header; /* add `x-sluice-backend: <name>` to proxied responses */
     struct sl_config_sim simulator;
 };
 

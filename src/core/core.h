@@ -42,6 +42,9 @@ bool sl_str_eq_ci(struct sl_str a, struct sl_str b);
 bool sl_str_starts_with(struct sl_str s, struct sl_str prefix);
 /* Parse a non-negative decimal integer occupying all of s; SL_EINVAL otherwise. */
 int sl_str_to_u64(struct sl_str s, uint64_t *out);
+/* The raw (not percent-decoded) value of the first `name=value` pair of a
+ * query string (without '?'); SL_STR_NULL when absent or empty. */
+struct sl_str sl_query_param(struct sl_str query, struct sl_str name);
 /* Constant-time equality for secrets of equal length. */
 bool sl_str_eq_consttime(struct sl_str a, struct sl_str b);
 

@@ -59,3 +59,17 @@ bool sl_str_eq_consttime(struct sl_str a, struct sl_str b)
         diff |= (unsigned char)(a.base[i] ^ b.base[i]);
     return diff == 0;
 }
+
+struct sl_str sl_query_param(struct sl_str q, struct sl_str name)
+{
+    while (q.len) {
+        const char *amp = memchr(q.base, '&', q.len);
+        size_t n = amp ? (size_t)(amp - q.base) : q.len;
+        struct sl_str pair = {q.base, n};
+        if (pair.len > name.len + 1 && sl_str_starts_with(pair, name) && pair.base[name.len] == '=')
+            return (struct sl_str){pair.base + name.len + 1, pair.len - name.len - 1};
+        q.base += amp ? n + 1 : n;
+        q.len -= amp ? n + 1 : n;
+    }
+    return SL_STR_NULL;
+}

@@ -38,7 +38,8 @@ struct sl_http_server_options {
     bool share_port;
     bool first_sharer;
     sl_http_on_request on_request;
-    void *data; /* passed to on_request */
+    void *data;        /* passed to on_request */
+    void *worker_data; /* per-loop state, for sl_http_request_worker_data */
 };
 
 /* A request as the handler sees it. Views point into connection buffers and
@@ -69,6 +70,8 @@ void sl_http_server_pause(struct sl_http_server *s);
 int sl_http_server_resume(struct sl_http_server *s);
 /* The loop a request runs on: timers for it belong there. */
 uv_loop_t *sl_http_request_loop(const struct sl_http_request *req);
+/* The per-worker state the runner's worker_init made for this request's loop. */
+void *sl_http_request_worker_data(const struct sl_http_request *req);
 
 /* ---- response writer ---- */
 enum sl_http_framing {
@@ -127,6 +130,13 @@ struct sl_http_runner_options {
     const struct sl_http_site *admin; /* served on the main thread; NULL for none */
     const struct sl_config_limits *limits;
     bool access_log;
+    /* Optional per-worker state (e.g. an upstream client): worker_init runs
+     * for each worker before anything is served, with the worker's loop;
+     * worker_dispose runs on that loop once its servers have closed, and
+     * must call done(arg) when the loop no longer needs to run for it. */
+    int (*worker_init)(uv_loop_t *loop, unsigned index, void *data, void **worker_data);
+    void (*worker_dispose)(void *worker_data, void (*done)(void *arg), void *arg);
+    void *data; /* passed to worker_init */
 };
 
 /* Opens every listener (so a port in use is reported before anything runs). */

@@ -110,6 +110,7 @@ struct sl_http_server {
     const char *name; /* static */
     sl_http_on_request on_request;
     void *data;
+    void *worker_data;          /* borrowed: the runner's per-worker state */
     struct sl_http_conn *conns; /* owned list */
     size_t n_conns;
     struct sl_buf log;    /* access-log lines not yet written */

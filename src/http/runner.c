@@ -27,6 +27,8 @@ struct sl_http_worker {
     uv_thread_t thread;
     uv_async_t wakeup;
     struct sl_http_server **servers; /* n_sites; NULL once closed */
+    void *data;                      /* from worker_init; released by worker_dispose */
+    bool data_ready;
     size_t open_servers;
     uv_mutex_t lock;            /* guards the fields below; taken off the request path only */
     struct sl_http_task *tasks; /* FIFO: head */
@@ -49,6 +51,9 @@ struct sl_http_runner {
     uv_signal_t sigterm, sigint;
     bool signals_ready;
     struct sl_http_server *admin;
+    int (*worker_init)(uv_loop_t *loop, unsigned index, void *data, void **worker_data);
+    void (*worker_dispose)(void *worker_data, void (*done)(void *arg), void *arg);
+    void *worker_init_data;
     atomic_bool stopping; /* read by other threads through sl_http_runner_stopping */
 };
 
@@ -67,11 +72,10 @@ static void worker_begin_stop(struct sl_http_worker *w)
         on_worker_server_closed(w); /* nothing was open: close the wake-up handle now */
 }
 
-static void on_worker_server_closed(void *data)
+/* The worker's servers and state are gone: let its loop end. */
+static void on_worker_released(void *data)
 {
     struct sl_http_worker *w = data;
-    if (w->open_servers > 0 && --w->open_servers > 0)
-        return;
     uv_mutex_lock(&w->lock);
     bool close_it = !w->wakeup_closed;
     w->wakeup_closed = true;
@@ -86,6 +90,20 @@ static void on_worker_server_closed(void *data)
     }
     if (close_it)
         uv_close((uv_handle_t *)&w->wakeup, NULL);
+}
+
+static void on_worker_server_closed(void *data)
+{
+    struct sl_http_worker *w = data;
+    if (w->open_servers > 0 && --w->open_servers > 0)
+        return;
+    /* Requests are all finished: now the per-worker state can go. */
+    if (w->data_ready && w->runner->worker_dispose) {
+        w->data_ready = false;
+        w->runner->worker_dispose(w->data, on_worker_released, w);
+        return;
+    }
+    on_worker_released(w);
 }
 
 static void on_wakeup(uv_async_t *h)
@@ -127,6 +145,12 @@ static int worker_init(struct sl_http_runner *r, struct sl_http_worker *w, unsig
     w->loop_ready = true;
     uv_async_init(&w->loop, &w->wakeup, on_wakeup);
     w->wakeup.data = w;
+    if (r->worker_init) {
+        int err = r->worker_init(&w->loop, index, r->worker_init_data, &w->data);
+        if (err)
+            return err;
+        w->data_ready = true;
+    }
     for (size_t i = 0; i < r->n_sites; i++) {
         const struct sl_http_site *site = &r->sites[i];
         struct sl_http_server_options opts = {
@@ -139,6 +163,7 @@ static int worker_init(struct sl_http_runner *r, struct sl_http_worker *w, unsig
             .first_sharer = index == 0,
             .on_request = site->on_request,
             .data = site->data,
+            .worker_data = w->data,
         };
         int err = sl_http_server_new(&w->loop, &opts, &w->servers[i]);
         if (err)
@@ -291,6 +316,9 @@ int sl_http_runner_new(const struct sl_http_runner_options *o, struct sl_http_ru
     r->main_loop = uv_default_loop();
     r->limits = *o->limits;
     r->access_log = o->access_log;
+    r->worker_init = o->worker_init;
+    r->worker_dispose = o->worker_dispose;
+    r->worker_init_data = o->data;
     r->n_sites = o->n_sites;
     r->sites = calloc(o->n_sites ? o->n_sites : 1, sizeof(*r->sites));
     r->workers = calloc(o->workers ? o->workers : 1, sizeof(*r->workers));

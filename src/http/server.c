@@ -115,6 +115,11 @@ uv_loop_t *sl_http_request_loop(const struct sl_http_request *req)
     return req->server->loop;
 }
 
+void *sl_http_request_worker_data(const struct sl_http_request *req)
+{
+    return req->server->worker_data;
+}
+
 void sl_server_conn_freed(struct sl_http_server *s, struct sl_http_conn *c)
 {
     if (c->prev)
@@ -284,6 +289,7 @@ int sl_http_server_new(uv_loop_t *loop, const struct sl_http_server_options *opt
     s->name = opts->name;
     s->on_request = opts->on_request;
     s->data = opts->data;
+    s->worker_data = opts->worker_data;
     s->share_port = opts->share_port;
     sl_buf_init(&s->log);
     s->listeners = calloc(opts->n_listen ? opts->n_listen : 1, sizeof(*s->listeners));

@@ -99,7 +99,7 @@ static void clear_runtime(struct sl_sim_endpoint *ep)
 static bool each_endpoint(struct sl_sim *sim, struct sl_http_request *req,
                           void (*fn)(struct sl_sim_endpoint *ep))
 {
-    struct sl_str name = sl_sim_query_param(req->head.query, SL_STR("endpoint"));
+    struct sl_str name = sl_query_param(req->head.query, SL_STR("endpoint"));
     if (name.len == 0) {
         for (size_t i = 0; i < sim->n_endpoints; i++)
             fn(&sim->endpoints[i]);

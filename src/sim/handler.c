@@ -168,20 +168,6 @@ static void reply_unauthorized(struct sl_sim_call *c, bool missing)
                                   "invalid_request_error", NULL, "invalid_api_key");
 }
 
-struct sl_str sl_sim_query_param(struct sl_str q, struct sl_str name)
-{
-    while (q.len) {
-        const char *amp = memchr(q.base, '&', q.len);
-        size_t n = amp ? (size_t)(amp - q.base) : q.len;
-        struct sl_str pair = {q.base, n};
-        if (pair.len > name.len && sl_str_starts_with(pair, name) && pair.base[name.len] == '=')
-            return (struct sl_str){pair.base + name.len + 1, pair.len - name.len - 1};
-        q.base += amp ? n + 1 : n;
-        q.len -= amp ? n + 1 : n;
-    }
-    return SL_STR_NULL;
-}
-
 /* YYYY-MM-DD, optionally -preview; or preview, latest, v1 (the v1 API's values). */
 static bool api_version_ok(struct sl_str v)
 {
@@ -447,7 +433,7 @@ void sl_sim_on_request(struct sl_http_request *req, void *endpoint_data)
         reply_unauthorized(c, key.len == 0);
         return;
     }
-    c->api_version = sl_sim_query_param(req->head.query, SL_STR("api-version"));
+    c->api_version = sl_query_param(req->head.query, SL_STR("api-version"));
     if (c->azure && rt.surface != SL_SIM_SURFACE_V1 && !api_version_ok(c->api_version)) {
         sl_sim_reply_azure_error(c, 400, "BadRequest", "API version not supported");
         return;

@@ -456,7 +456,6 @@ void sl_sim_endpoint_reset(struct sl_sim_endpoint *ep);
 void sl_sim_refuse(struct sl_sim_call *c);
 /* The value of name in a query string; not URL-decoded (api versions and
  * endpoint names need none). */
-struct sl_str sl_sim_query_param(struct sl_str query, struct sl_str name);
 /* Unix time in milliseconds. */
 uint64_t sl_sim_unix_ms(void);
 

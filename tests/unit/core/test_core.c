@@ -21,6 +21,17 @@ static void test_str(void **state)
     assert_false(sl_str_eq_consttime(SL_STR("secret"), SL_STR("secrets")));
 }
 
+static void test_query_param(void **state)
+{
+    struct sl_str q = SL_STR("a=1&api-version=2024-10-21&api-version=x&empty=&b");
+    assert_true(sl_str_eq(sl_query_param(q, SL_STR("api-version")), SL_STR("2024-10-21")));
+    assert_true(sl_str_eq(sl_query_param(q, SL_STR("a")), SL_STR("1")));
+    assert_null(sl_query_param(q, SL_STR("empty")).base);
+    assert_null(sl_query_param(q, SL_STR("b")).base);
+    assert_null(sl_query_param(q, SL_STR("api")).base);
+    assert_null(sl_query_param(SL_STR(""), SL_STR("a")).base);
+}
+
 static void test_str_to_u64(void **state)
 {
     uint64_t v = 0;
@@ -129,10 +140,11 @@ static void test_strerror(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_str),   cmocka_unit_test(test_str_to_u64),
-        cmocka_unit_test(test_buf),   cmocka_unit_test(test_json_escape),
-        cmocka_unit_test(test_arena), cmocka_unit_test(test_request_ids),
-        cmocka_unit_test(test_clock), cmocka_unit_test(test_strerror),
+        cmocka_unit_test(test_str),         cmocka_unit_test(test_str_to_u64),
+        cmocka_unit_test(test_query_param), cmocka_unit_test(test_buf),
+        cmocka_unit_test(test_json_escape), cmocka_unit_test(test_arena),
+        cmocka_unit_test(test_request_ids), cmocka_unit_test(test_clock),
+        cmocka_unit_test(test_strerror),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
