@@ -575,3 +575,19 @@ def test_documented_prompt_token_estimate(start_sim):
     assert u["prompt_tokens"] == expected, (u, expected)
     e = call(sim.port(), "POST", az(EMB, "embeddings"), {"input": ["abcdefghi", "xy"]}).json()["usage"]
     assert e["prompt_tokens"] == 3 + 1, e
+
+
+def test_lower_max_tokens_gives_a_prefix_and_endpoints_agree(start_sim):
+    """docs/simulator.md: a lower max_tokens gives a prefix of the same answer, and the same
+    request gives the same content and usage on every endpoint."""
+    sim = start_sim(endpoints=[endpoint("a"), endpoint("b", region="westus")])
+    body = {"messages": [{"role": "user", "content": "Tell me about sluices."}]}
+    full = chat(sim.port("a"), body={**body, "max_tokens": 200}).json()
+    short = chat(sim.port("a"), body={**body, "max_tokens": 5}).json()
+    other = chat(sim.port("b"), body={**body, "max_tokens": 200}).json()
+    text = full["choices"][0]["message"]["content"]
+    assert text.startswith(short["choices"][0]["message"]["content"]) and len(text) > len(short["choices"][0]["message"]["content"])
+    assert other["choices"][0]["message"]["content"] == text and other["usage"] == full["usage"]
+    # the body's seed changes the answer
+    seeded = chat(sim.port("a"), body={**body, "max_tokens": 200, "seed": 42}).json()
+    assert seeded["choices"][0]["message"]["content"] != text
