@@ -154,8 +154,11 @@ static int rule_from_json(json_t *o, size_t i, struct sl_sim_rule *r, char *why,
                  i);
         return SL_EINVAL;
     }
+    /* The same defaults as a rule in the configuration file (schema_sim.c). */
     r->status = r->kind == SL_SIM_FAULT_STATUS ? 500 : 0;
     r->probability_ppm = 1000000;
+    r->duration_ms = 10000;
+    r->after = 3;
     if (!get_count(o, "status", &r->status, why, why_len, i) ||
         !get_count(o, "retry_after_ms", &r->retry_after_ms, why, why_len, i) ||
         !get_count(o, "count", &r->count, why, why_len, i) ||
