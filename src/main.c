@@ -14,6 +14,7 @@ static const char usage[] =
     "  sim [--config FILE | --listen ADDR]\n"
     "                            run simulated Azure OpenAI endpoints (docs/simulator.md)\n"
     "  check-config FILE         validate a configuration file; exit 0 when valid, 1 when not\n"
+    "  hash-key [KEY]            print the sha256:... form of a client key for `clients.keys`\n"
     "  config-reference          print the configuration reference (docs/config.md)\n"
     "  version                   print the version\n"
     "  help                      print this help\n"
@@ -151,6 +152,43 @@ static int cmd_check_config(int argc, char **argv)
     return 0;
 }
 
+static int cmd_hash_key(int argc, char **argv)
+{
+    static const char help[] =
+        "usage: sluice hash-key [KEY]\n"
+        "\n"
+        "Print the form of a client key that goes into the configuration\n"
+        "(clients[].keys): sha256:<64 hex digits>. Without KEY, the key is read from\n"
+        "standard input (one line), which keeps it out of the shell history.\n";
+    if (argc == 1 && is_help(argv[0])) {
+        fputs(help, stdout);
+        return 0;
+    }
+    if (argc > 1 || (argc == 1 && argv[0][0] == '-'))
+        return bad_usage("hash-key takes at most one KEY%s", "");
+    char line[4096];
+    struct sl_str key;
+    if (argc == 1) {
+        key = sl_str_from_cstr(argv[0]);
+    } else {
+        if (fgets(line, sizeof(line), stdin) == NULL) {
+            fprintf(stderr, "sluice: hash-key: no key on standard input\n");
+            return 1;
+        }
+        key = sl_str_from_cstr(line);
+        while (key.len && (key.base[key.len - 1] == '\n' || key.base[key.len - 1] == '\r'))
+            key.len--;
+    }
+    if (key.len == 0) {
+        fprintf(stderr, "sluice: hash-key: the key is empty\n");
+        return 1;
+    }
+    char out[72];
+    sl_config_hash_key(key, out);
+    printf("%s\n", out);
+    return 0;
+}
+
 static int cmd_config_reference(int argc, char **argv)
 {
     if (argc == 1 && is_help(argv[0])) {
@@ -195,6 +233,8 @@ int main(int argc, char **argv)
         return cmd_sim(argc - 2, argv + 2);
     if (strcmp(cmd, "check-config") == 0)
         return cmd_check_config(argc - 2, argv + 2);
+    if (strcmp(cmd, "hash-key") == 0)
+        return cmd_hash_key(argc - 2, argv + 2);
     if (strcmp(cmd, "config-reference") == 0)
         return cmd_config_reference(argc - 2, argv + 2);
     return bad_usage("unknown command: %s", cmd);

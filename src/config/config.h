@@ -74,7 +74,7 @@ struct sl_config_route {
     bool log_payloads;    /* debug: log request/response bodies of this route (warned at start) */
 };
 
-/* An application allowed to call the gateway. Owns its strings. */
+/* An application allowed to call the gateway. Owns its strings and key_hashes. */
 struct sl_config_client {
     char *name;
     char **keys; /* n_keys hashed keys, "sha256:<64 hex>" (`sluice hash-key` prints them);
@@ -180,6 +180,8 @@ struct sl_config {
     size_t n_clients;
     bool backend_header; /* add `x-sluice-backend: <name>` to proxied responses */
     struct sl_config_sim simulator;
+    size_t *route_order; /* derived: the n_routes indices of routes sorted by name, for
+                          * sl_config_find_route; NULL when there are none */
 };
 
 /* One problem found while loading; owns its strings. */
@@ -220,5 +222,17 @@ int sl_config_load_sim_default(const struct sl_config_addr *addr, struct sl_conf
 
 /* Append the Markdown reference of every field (the contents of docs/config.md). */
 int sl_config_write_reference(struct sl_buf *out);
+
+/* ---- the gateway's tables at run time (gateway.c) ---- */
+/* A client key as the config stores it: "sha256:" and the 64 lowercase hex digits of
+ * SHA-256(key), NUL-terminated (71 characters + NUL = 72 bytes). `sluice hash-key` prints it. */
+#define SL_CONFIG_HASHED_KEY_SIZE 72
+void sl_config_hash_key(struct sl_str key, char out[72]);
+/* The route clients call `name` (exact, case-sensitive), or NULL. O(log n_routes). */
+const struct sl_config_route *sl_config_find_route(const struct sl_config *c, struct sl_str name);
+/* The client one of whose keys is `key` (the key as the client sent it, not hashed), or NULL
+ * (also for an empty key). Every stored hash is compared in constant time, without stopping
+ * at a match, so that the time taken says nothing about which key or client matched. */
+const struct sl_config_client *sl_config_find_client(const struct sl_config *c, struct sl_str key);
 
 #endif

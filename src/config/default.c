@@ -1,12 +1,27 @@
 /*
  * The configuration `sluice serve` uses when it is given none: the gateway on
- * its default ports, plus simulated endpoints in the same process, so that a
- * fresh checkout has something to talk to (`make run`) without any paid
- * endpoint. Production deployments always pass --config.
+ * its default ports in front of simulated endpoints served by the same
+ * process, so that a fresh checkout has something to talk to (`make run`)
+ * without any paid endpoint. Its one client key is "sluice-dev-key".
+ * Production deployments always pass --config.
  */
 #include "config/config.h"
 
 static const char default_yaml[] =
+    "backends:\n"
+    "  - {name: eastus-ptu-gpt-4o, url: \"http://127.0.0.1:8091\", api_key: sim-key,"
+    " region: eastus, model: gpt-4o, version: \"2024-08-06\"}\n"
+    "  - {name: eastus-payg-gpt-4o-mini, url: \"http://127.0.0.1:8092\", api_key: sim-key,"
+    " region: eastus, model: gpt-4o-mini, version: \"2024-07-18\"}\n"
+    "  - {name: eastus-payg-embeddings, url: \"http://127.0.0.1:8092\", api_key: sim-key,"
+    " region: eastus, model: text-embedding-3-small, version: \"1\"}\n"
+    "routes:\n"
+    "  - {name: gpt-4o, backend: eastus-ptu-gpt-4o}\n"
+    "  - {name: gpt-4o-mini, backend: eastus-payg-gpt-4o-mini}\n"
+    "  - {name: text-embedding-3-small, backend: eastus-payg-embeddings}\n"
+    "clients:\n"
+    "  - name: dev\n"
+    "    keys: [\"sha256:f8f3fb39d80a5e70db8cf57f3592d6ad263ea2e049f6c0cc09bf0ad75deb41c4\"]\n"
     "simulator:\n"
     "  endpoints:\n"
     "    - name: sim-eastus-ptu\n"

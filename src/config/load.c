@@ -12,10 +12,19 @@
 
 struct entry_state;
 
+/* Where one element of a list of values is in the file. */
+struct elem_pos {
+    unsigned line, col;
+};
+
 /* What the walk learnt about one field of one object; lives in the arena. */
 struct field_state {
     unsigned line, col; /* of the value when given in the file; 0 when defaulted */
     bool failed;        /* the file's value was rejected */
+    /* A list of values from the file: where each element is, so that a
+     * finish callback can point at one. */
+    const struct elem_pos *elems;
+    size_t n_elems;
     /* A list of mappings from the file: where each entry and its fields
      * are, so that a finish callback can point into an entry. */
     const struct entry_state *entries;
@@ -102,6 +111,8 @@ static size_t *count_member(void *obj, const struct sl_cfg_field *f)
 
 void sl_cfg_dispose_fields(const struct sl_cfg_schema *schema, void *obj)
 {
+    if (schema->dispose)
+        schema->dispose(obj);
     for (size_t i = 0; i < schema->n_fields; i++) {
         const struct sl_cfg_field *f = &schema->fields[i];
         void **p = member(obj, f);
@@ -296,8 +307,8 @@ static int store_string(const struct sl_buf *text, void *dst)
 }
 
 /* Parses text as field f's (scalar) type and stores it in dst; for a list
- * type, as one element. */
-static int parse_store(const struct sl_cfg_field *f, const struct sl_buf *text, void *dst,
+ * type, as one element. A string field's check may shorten text first. */
+static int parse_store(const struct sl_cfg_field *f, struct sl_buf *text, void *dst,
                        struct sl_buf *why)
 {
     struct sl_str s = {text->base, text->len};
@@ -339,6 +350,8 @@ static int parse_store(const struct sl_cfg_field *f, const struct sl_buf *text, 
     case SL_CFG_STRING:
         if ((err = check_string(f, text, why)) != SL_OK)
             return err;
+        if (f->check && (err = f->check(text, why)) != SL_OK)
+            return err;
         return store_string(text, dst);
     case SL_CFG_STRING_LIST: /* one element; the field's bounds are its count */
         if (memchr(text->base, '\0', text->len)) {
@@ -349,6 +362,8 @@ static int parse_store(const struct sl_cfg_field *f, const struct sl_buf *text, 
             sl_buf_appendf(why, "must not be empty");
             return SL_EINVAL;
         }
+        if (f->check && (err = f->check(text, why)) != SL_OK)
+            return err;
         return store_string(text, dst);
     default:
         return SL_EINVAL;
@@ -442,9 +457,12 @@ fail:
     return ld->err ? ld->err : err;
 }
 
+/* Fills string list field f from v; st (NULL for a default) learns where each element is. */
 static int convert_string_list(struct sl_cfg_load *ld, const struct sl_cfg_field *f,
-                               const struct sl_cfg_node *v, bool from_file, void *obj)
+                               const struct sl_cfg_node *v, void *obj, struct field_state *st)
 {
+    bool from_file = st != NULL;
+    struct elem_pos *pos = NULL;
     char **arr = NULL;
     size_t n = 0, base = ld->path.len;
     bool bad = false;
@@ -464,12 +482,16 @@ static int convert_string_list(struct sl_cfg_load *ld, const struct sl_cfg_field
         n = v->n_children;
     bad = !check_count(ld, f, v, n);
     arr = calloc(n ? n : 1, sizeof(*arr));
-    if (arr == NULL) {
+    /* In the arena: finish callbacks read it later. */
+    pos = from_file ? sl_arena_alloc(ld->arena, (n ? n : 1) * sizeof(*pos)) : NULL;
+    if (arr == NULL || (from_file && pos == NULL)) {
         err = ld->err = SL_ENOMEM;
         goto fail;
     }
     const struct sl_cfg_node *e = n == 0 ? NULL : v->kind == SL_CFG_NODE_SCALAR ? v : v->first;
     for (size_t i = 0; i < n && e && !ld->err; i++, e = e->next) {
+        if (pos)
+            pos[i] = (struct elem_pos){e->line, e->col};
         if (v->kind == SL_CFG_NODE_SEQUENCE)
             path_push_index(ld, i);
         /* The field's own wording ("a value, or a list...") and default
@@ -496,6 +518,11 @@ static int convert_string_list(struct sl_cfg_load *ld, const struct sl_cfg_field
     free(*dst);
     *dst = arr;
     *count_member(obj, f) = n;
+    /* A single value is its own list: the field's place and path are the element's. */
+    if (st && v->kind == SL_CFG_NODE_SEQUENCE) {
+        st->elems = pos;
+        st->n_elems = n;
+    }
     return SL_OK;
 fail:
     for (size_t j = 0; arr && j < n; j++)
@@ -612,7 +639,7 @@ static int convert(struct sl_cfg_load *ld, const struct sl_cfg_field *f, void *o
     case SL_CFG_ADDR_LIST:
         return convert_addr_list(ld, f, v, from_file, obj);
     case SL_CFG_STRING_LIST:
-        return convert_string_list(ld, f, v, from_file, obj);
+        return convert_string_list(ld, f, v, obj, st);
     case SL_CFG_OBJECT_LIST:
         return convert_object_list(ld, f, v, obj, st);
     default:
@@ -877,6 +904,11 @@ bool sl_cfg_check_usable(const struct sl_cfg_check *chk, const char *name)
     return st && !st->failed;
 }
 
+void sl_cfg_check_nomem(struct sl_cfg_check *chk)
+{
+    chk->ld->err = SL_ENOMEM;
+}
+
 void sl_cfg_check_error(struct sl_cfg_check *chk, const char *name, const char *fmt, ...)
 {
     const struct field_state *st = state_of(chk, name);
@@ -893,22 +925,25 @@ void sl_cfg_check_error(struct sl_cfg_check *chk, const char *name, const char *
     path_pop(ld, base);
 }
 
-void sl_cfg_check_error_in(struct sl_cfg_check *chk, const char *list, size_t i, const char *name,
-                           const char *fmt, ...)
+/* Reports at field `name` of entry i of list `list` (element elem of it when
+ * elem != SIZE_MAX), at the most precise place known. */
+static void vreport_in(struct sl_cfg_check *chk, const char *list, size_t i, const char *name,
+                       size_t elem, const char *fmt, va_list ap)
 {
     const struct sl_cfg_field *lf = NULL;
     const struct field_state *ls = NULL;
     struct sl_cfg_load *ld = chk->ld;
     size_t base = ld->path.len;
     unsigned line = chk->line, col = chk->col;
-    va_list ap;
+    bool indexed = false;
     for (size_t k = 0; k < chk->schema->n_fields && lf == NULL; k++) {
         if (strcmp(chk->schema->fields[k].name, list) == 0) {
             lf = &chk->schema->fields[k];
             ls = &chk->states[k];
         }
     }
-    /* The most precise place known: the field, its entry, the list, the object. */
+    /* The most precise place known: the element, the field, its entry, the
+     * list, the object. */
     if (ls && ls->line) {
         line = ls->line;
         col = ls->col;
@@ -918,19 +953,43 @@ void sl_cfg_check_error_in(struct sl_cfg_check *chk, const char *list, size_t i,
         line = e->line;
         col = e->col;
         for (size_t k = 0; e->fields && lf->sub && k < lf->sub->n_fields; k++) {
-            if (strcmp(lf->sub->fields[k].name, name) == 0 && e->fields[k].line) {
-                line = e->fields[k].line;
-                col = e->fields[k].col;
+            const struct field_state *fs = &e->fields[k];
+            if (strcmp(lf->sub->fields[k].name, name) != 0 || fs->line == 0)
+                continue;
+            line = fs->line;
+            col = fs->col;
+            if (elem < fs->n_elems && fs->elems) {
+                line = fs->elems[elem].line;
+                col = fs->elems[elem].col;
+                indexed = true;
             }
         }
     }
     path_push_key(ld, sl_str_from_cstr(list));
     path_push_index(ld, i);
     path_push_key(ld, sl_str_from_cstr(name));
-    va_start(ap, fmt);
+    if (indexed)
+        path_push_index(ld, elem);
     sl_cfg_vreport(ld, line, col, fmt, ap);
-    va_end(ap);
     path_pop(ld, base);
+}
+
+void sl_cfg_check_error_in(struct sl_cfg_check *chk, const char *list, size_t i, const char *name,
+                           const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vreport_in(chk, list, i, name, SIZE_MAX, fmt, ap);
+    va_end(ap);
+}
+
+void sl_cfg_check_error_in_elem(struct sl_cfg_check *chk, const char *list, size_t i,
+                                const char *name, size_t elem, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vreport_in(chk, list, i, name, elem, fmt, ap);
+    va_end(ap);
 }
 
 /* ---- entry point ---- */

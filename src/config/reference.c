@@ -143,7 +143,19 @@ static int append_bounds(struct sl_buf *out, const struct sl_cfg_field *f)
     return err;
 }
 
-/* One table of every field in schema for which `in_section` holds. */
+/* True when f is listed under section (NULL: every section). */
+static bool in_section(const struct sl_cfg_field *f, const char *section)
+{
+    if (section == NULL)
+        return true;
+    if (f->section)
+        return strcmp(f->section, section) == 0;
+    const char *dot = strrchr(f->name, '.');
+    size_t slen = dot ? (size_t)(dot - f->name) : 0;
+    return strlen(section) == slen && strncmp(f->name, section, slen) == 0;
+}
+
+/* One table of every field in schema listed under section (NULL: all). */
 static int write_table(struct sl_buf *out, const struct sl_cfg_schema *schema, const char *prefix,
                        const char *section)
 {
@@ -151,9 +163,7 @@ static int write_table(struct sl_buf *out, const struct sl_cfg_schema *schema, c
                                   "|---|---|---|---|---|\n");
     for (size_t i = 0; i < schema->n_fields && err == SL_OK; i++) {
         const struct sl_cfg_field *f = &schema->fields[i];
-        const char *dot = strrchr(f->name, '.');
-        size_t slen = dot ? (size_t)(dot - f->name) : 0;
-        if (section && (strlen(section) != slen || strncmp(f->name, section, slen) != 0))
+        if (!in_section(f, section))
             continue;
         err = sl_buf_appendf(out, "| `%s%s` | ", prefix, f->name);
         err = err ? err : append_type(out, f);
@@ -175,16 +185,14 @@ static int write_entries(struct sl_buf *out, const struct sl_cfg_schema *schema,
     int err = SL_OK;
     for (size_t i = 0; i < schema->n_fields && err == SL_OK; i++) {
         const struct sl_cfg_field *f = &schema->fields[i];
-        const char *dot = strrchr(f->name, '.');
-        size_t slen = dot ? (size_t)(dot - f->name) : 0;
-        if (f->type != SL_CFG_OBJECT_LIST || f->sub == NULL)
-            continue;
-        if (section && (strlen(section) != slen || strncmp(f->name, section, slen) != 0))
+        if (f->type != SL_CFG_OBJECT_LIST || f->sub == NULL || !in_section(f, section))
             continue;
         struct sl_buf sub;
         sl_buf_init(&sub);
         err = sl_buf_appendf(&sub, "%s%s[].", prefix, f->name);
         err = err ? err : sl_buf_appendf(out, "\n### Each entry of `%s%s`\n\n", prefix, f->name);
+        if (err == SL_OK && f->sub->doc && f->sub->doc[0])
+            err = sl_buf_appendf(out, "%s\n\n", f->sub->doc);
         err = err ? err : write_table(out, f->sub, sub.base, NULL);
         err = err ? err : write_entries(out, f->sub, sub.base, NULL);
         sl_buf_dispose(&sub);

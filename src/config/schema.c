@@ -158,6 +158,53 @@ static const struct sl_cfg_field fields[] = {
         .doc = "Write one access-log line per request.",
         SL_CFG_MEMBER(struct sl_config, log.access),
     },
+    /* The gateway's lists; one entry of each is described in schema_gateway.c. */
+    {
+        .name = "backends",
+        .type = SL_CFG_OBJECT_LIST,
+        .min = 0,
+        .max = 1024,
+        .doc = "The model deployments that sluice forwards requests to (see below).",
+        SL_CFG_MEMBER(struct sl_config, backends),
+        SL_CFG_COUNT(struct sl_config, n_backends),
+        .sub = &sl_cfg_backend_schema,
+        .section = "gateway",
+    },
+    {
+        .name = "routes",
+        .type = SL_CFG_OBJECT_LIST,
+        .min = 0,
+        .max = 1024,
+        .doc = "The names that clients call, each sent to a backend (see below). A name "
+               "without a route is answered 404.",
+        SL_CFG_MEMBER(struct sl_config, routes),
+        SL_CFG_COUNT(struct sl_config, n_routes),
+        .sub = &sl_cfg_route_schema,
+        .section = "gateway",
+    },
+    {
+        .name = "clients",
+        .type = SL_CFG_OBJECT_LIST,
+        .min = 0,
+        .max = 1024,
+        .doc = "The applications allowed to call the gateway, each with its own keys (see "
+               "below).",
+        SL_CFG_MEMBER(struct sl_config, clients),
+        SL_CFG_COUNT(struct sl_config, n_clients),
+        .sub = &sl_cfg_client_schema,
+        .section = "gateway",
+    },
+    {
+        .name = "backend_header",
+        .type = SL_CFG_BOOL,
+        .def = "true",
+        SL_CFG_UNBOUNDED,
+        .doc = "Add an `x-sluice-backend: NAME` header, naming the backend that answered, to "
+               "every proxied response: handy to see where requests went. `false` keeps "
+               "backend names from clients.",
+        SL_CFG_MEMBER(struct sl_config, backend_header),
+        .section = "gateway",
+    },
     /* The rest of the simulator's schema is in schema_sim.c. */
     {
         .name = "simulator.seed",
@@ -188,6 +235,7 @@ static const struct sl_cfg_section sections[] = {
      "that exceeds one gets an HTTP error (with a JSON body) and, for timeouts, a closed "
      "connection."},
     {"log", "`log`: logging", "The gateway logs to standard error."},
+    {"gateway", "`backends`, `routes` and `clients`: the gateway", sl_cfg_gateway_doc},
     {"simulator", "`simulator`: simulated Azure OpenAI endpoints", sl_cfg_sim_doc},
 };
 
@@ -215,11 +263,17 @@ static void finish(void *obj, struct sl_cfg_check *chk)
             break;
         }
     }
+    sl_cfg_gateway_finish(c, chk);
     sl_cfg_sim_check_listeners(c, chk);
     if (c->workers == 0) {
         unsigned n = uv_available_parallelism();
         c->workers = n == 0 ? 1 : n > MAX_WORKERS ? MAX_WORKERS : n;
     }
+}
+
+static void dispose(void *obj)
+{
+    sl_cfg_gateway_dispose(obj);
 }
 
 const struct sl_cfg_schema sl_config_schema = {
@@ -229,4 +283,5 @@ const struct sl_cfg_schema sl_config_schema = {
     .n_sections = SL_ARRAY_LEN(sections),
     .size = sizeof(struct sl_config),
     .finish = finish,
+    .dispose = dispose,
 };

@@ -55,6 +55,14 @@ struct sl_cfg_field {
     size_t count_offset;                 /* lists: the size_t element count */
     const struct sl_cfg_choice *choices; /* SL_CFG_ENUM: ends with {NULL, 0} */
     const struct sl_cfg_schema *sub;     /* SL_CFG_OBJECT_LIST: one element */
+    /* SL_CFG_STRING, and each element of SL_CFG_STRING_LIST: what the value
+     * must look like beyond its length, checked at the value's place. May
+     * normalise text by shortening it. 0, or SL_EINVAL with the reason in
+     * why (never quoting a value that may be a secret). NULL: anything. */
+    int (*check)(struct sl_buf *text, struct sl_buf *why);
+    /* The reference lists the field under this section instead of the one
+     * its name implies; NULL for that one. */
+    const char *section;
 };
 
 #define SL_CFG_MEMBER(type, member)                                                                \
@@ -85,6 +93,12 @@ struct sl_cfg_schema {
     /* Cross-field checks and derived values, run after every field is set;
      * problems are reported with sl_cfg_check_error. May be NULL. */
     void (*finish)(void *obj, struct sl_cfg_check *chk);
+    /* Frees what finish derived (members that are not fields); run by
+     * sl_cfg_dispose_fields before the fields are freed. May be NULL. */
+    void (*dispose)(void *obj);
+    /* Lists of this schema: introduces the table of one entry's keys in the
+     * reference. May be NULL. */
+    const char *doc;
 };
 
 /* The schema of struct sl_config (schema.c). */
@@ -98,11 +112,24 @@ extern const struct sl_cfg_schema sl_cfg_sim_endpoint_schema;
 extern const char sl_cfg_sim_doc[];
 void sl_cfg_sim_check_listeners(const struct sl_config *c, struct sl_cfg_check *chk);
 
+/* The gateway's sections (schema_gateway.c): one entry of `backends`,
+ * `routes` and `clients`; the doc of the section holding them; the checks
+ * across them (routes to backends, keys across clients) and the route
+ * index, run by sl_config_schema's finish; and freeing that index. */
+extern const struct sl_cfg_schema sl_cfg_backend_schema;
+extern const struct sl_cfg_schema sl_cfg_route_schema;
+extern const struct sl_cfg_schema sl_cfg_client_schema;
+extern const char sl_cfg_gateway_doc[];
+void sl_cfg_gateway_finish(struct sl_config *c, struct sl_cfg_check *chk);
+void sl_cfg_gateway_dispose(struct sl_config *c);
+
 /* ---- used by finish callbacks (implemented in load.c) ---- */
 /* True when field `name` was given in the file (not defaulted). */
 bool sl_cfg_check_in_file(const struct sl_cfg_check *chk, const char *name);
 /* True when field `name` holds a valid value (its default or the file's). */
 bool sl_cfg_check_usable(const struct sl_cfg_check *chk, const char *name);
+/* An allocation failed: the load fails with SL_ENOMEM. */
+void sl_cfg_check_nomem(struct sl_cfg_check *chk);
 /* Report a problem at field `name`'s value in the file, or at the object
  * when the field was defaulted. */
 void sl_cfg_check_error(struct sl_cfg_check *chk, const char *name, const char *fmt, ...)
@@ -112,6 +139,11 @@ void sl_cfg_check_error(struct sl_cfg_check *chk, const char *name, const char *
  * value, or at the entry when the field was defaulted. */
 void sl_cfg_check_error_in(struct sl_cfg_check *chk, const char *list, size_t i, const char *name,
                            const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* The same for element elem of that entry's list-of-values field `name`:
+ * at the element when the file wrote a list, else at the field. */
+void sl_cfg_check_error_in_elem(struct sl_cfg_check *chk, const char *list, size_t i,
+                                const char *name, size_t elem, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
 
 /* ---- generic loading, for any schema (load.c) ---- */
 /*

@@ -153,7 +153,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     struct sl_http_conn *c = h->data;
     /* Start small (most heads are a few hundred bytes) and let the buffer
      * double as needed: an idle connection should cost little memory. */
-    size_t want = 4096 - 1;
+    size_t want = 2048 - 1;
     if (c->state == SL_CONN_READ_BODY && c->req.head.body_kind == SL_HTTP_BODY_LENGTH) {
         uint64_t need = c->head_len + c->req.head.content_length - c->in.len;
         want = need < 64 * 1024 ? (size_t)need + 1024 : 64 * 1024;
@@ -328,6 +328,21 @@ static int read_body(struct sl_http_conn *c)
     return SL_OK;
 }
 
+/* Move the parsed headers from the server's scratch space into the request's arena. */
+static int keep_headers(struct sl_http_conn *c)
+{
+    struct sl_http_request_head *h = &c->req.head;
+    struct sl_http_header *hs =
+        sl_arena_alloc(&c->arena, (h->n_headers ? h->n_headers : 1) * sizeof(*hs));
+    if (hs == NULL) {
+        h->n_headers = 0;
+        return SL_ENOMEM;
+    }
+    memcpy(hs, h->headers, h->n_headers * sizeof(*hs));
+    h->headers = hs;
+    return SL_OK;
+}
+
 static void conn_process(struct sl_http_conn *c)
 {
     if (c->in_process)
@@ -338,6 +353,7 @@ static void conn_process(struct sl_http_conn *c)
             if (c->in.len == 0)
                 break;
             struct sl_http_parse_error perr = {0, NULL};
+            c->req.head.headers = c->server->parse_headers;
             long n = sl_http_parse_request(c->in.base, c->in.len,
                                            (size_t)c->server->limits.max_header_bytes, &c->req.head,
                                            &perr);
@@ -355,6 +371,10 @@ static void conn_process(struct sl_http_conn *c)
                 break;
             }
             c->head_len = (size_t)n;
+            if (keep_headers(c) != SL_OK) {
+                sl_response_protocol_error(c, 503, "the gateway is out of memory");
+                break;
+            }
             c->http10 = c->req.head.minor_version == 0;
             if (begin_body(c) != SL_OK)
                 break;
@@ -511,7 +531,7 @@ void sl_conn_accept(struct sl_http_server *s, uv_stream_t *listener)
     c->tcp.data = c;
     c->timer.data = c;
     c->handles_open = 2;
-    sl_arena_init(&c->arena, 4096);
+    sl_arena_init(&c->arena, 1024);
     c->next = s->conns;
     if (s->conns)
         s->conns->prev = c;

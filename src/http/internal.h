@@ -121,6 +121,9 @@ struct sl_http_server {
     int handles_open; /* listeners, log_flush, deadline */
     void (*on_closed)(void *data);
     void *closed_data;
+    /* Where heads are parsed; a complete head's headers are then copied
+     * into its request's arena, so a connection holds only what it uses. */
+    struct sl_http_header parse_headers[SL_HTTP_MAX_HEADERS];
     time_t date_sec; /* second for which `date` is valid */
     char date[40];   /* "Date: ...\r\n" value, e.g. "Thu, 01 Jan 2026 00:00:00 GMT" */
 };

@@ -29,7 +29,9 @@ struct sl_http_request_head {
     struct sl_str path;   /* target up to '?' (for absolute-form: the path part) */
     struct sl_str query;  /* after '?', without it; empty when absent */
     int minor_version;    /* 0 for HTTP/1.0, 1 for HTTP/1.1 */
-    struct sl_http_header headers[SL_HTTP_MAX_HEADERS];
+    /* The caller's storage for SL_HTTP_MAX_HEADERS entries, of which the
+     * parser fills n_headers (the parser never changes this pointer). */
+    struct sl_http_header *headers;
     size_t n_headers;
     /* Derived from the headers: */
     enum sl_http_body_kind body_kind;

@@ -36,7 +36,9 @@ struct outcome {
 };
 
 /* Heads are large; keep them out of the stack frame. */
-static struct sl_http_request_head g_ref, g_cur;
+static struct sl_http_header g_ref_headers[SL_HTTP_MAX_HEADERS], g_cur_headers[SL_HTTP_MAX_HEADERS];
+static struct sl_http_request_head g_ref = {.headers = g_ref_headers},
+                                   g_cur = {.headers = g_cur_headers};
 
 static uint64_t splitmix(uint64_t *s)
 {

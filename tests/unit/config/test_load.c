@@ -179,15 +179,15 @@ static void test_unknown_key(void **state)
              "  max_body_byte: 1MiB\n"
              "wokers: 2\n"
              "max_connections: 5\n"
-             "backends: []\n"
+             "upstreams: []\n"
              "limits.idle_timeout: 5s\n");
     expect_error(2, 3, "limits.max_body_byte",
                  "unknown key \"max_body_byte\" (did you mean \"max_body_bytes\"?)");
     expect_error(3, 1, "wokers", "unknown key \"wokers\" (did you mean \"workers\"?)");
     expect_error(4, 1, "max_connections", "it belongs in the \"limits:\" section");
-    expect_error(5, 1, "backends",
-                 "unknown key \"backends\"; valid keys here: listen, admin_listen, workers, "
-                 "limits, log, simulator");
+    expect_error(5, 1, "upstreams",
+                 "unknown key \"upstreams\"; valid keys here: listen, admin_listen, workers, "
+                 "limits, log, backends, routes, clients, backend_header, simulator");
     expect_error(6, 1, "limits.idle_timeout", "nested mappings");
     assert_int_equal(errs.n, 5);
 }

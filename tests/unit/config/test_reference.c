@@ -41,9 +41,11 @@ static void test_doc_is_current(void **state)
     sl_buf_dispose(&have);
 }
 
-static bool in_section(const struct sl_cfg_schema *s, const char *name)
+/* The section f is listed under is declared. */
+static bool in_section(const struct sl_cfg_schema *s, const struct sl_cfg_field *f)
 {
-    const char *dot = strrchr(name, '.');
+    const char *name = f->section ? f->section : f->name;
+    const char *dot = f->section ? name + strlen(name) : strrchr(name, '.');
     size_t len = dot ? (size_t)(dot - name) : 0;
     for (size_t i = 0; i < s->n_sections; i++)
         if (strlen(s->sections[i].name) == len && strncmp(s->sections[i].name, name, len) == 0)
@@ -60,8 +62,10 @@ static void check_fields(const struct sl_cfg_schema *s, const char *prefix, cons
         const struct sl_cfg_field *f = &s->fields[i];
         char key[256];
         snprintf(key, sizeof(key), "| `%s%s` |", prefix, f->name);
-        if (top && !in_section(s, f->name))
+        if (top && !in_section(s, f))
             fail_msg("%s: no section declared for it", f->name);
+        if (!top && f->section)
+            fail_msg("%s%s: only top-level keys can move to another section", prefix, f->name);
         if (strstr(doc, key) == NULL)
             fail_msg("%s%s: missing from the reference", prefix, f->name);
         if (f->doc == NULL || f->doc[0] == '\0')
@@ -138,6 +142,10 @@ static void test_schema_consistent(void **state)
         "      listen: 127.0.0.1:8101\n"
         "      deployments: [{name: d, model: m}]\n"
         "      faults: [{kind: none}]\n",
+        "backends: [{name: b, url: 'http://127.0.0.1:1', model: m}]\n"
+        "routes: [{name: r, backend: b}]\n"
+        "clients: [{name: c, keys: "
+        "'sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad'}]\n",
     };
     for (size_t i = 0; i < SL_ARRAY_LEN(minimal); i++) {
         struct sl_config *c = NULL;
@@ -173,6 +181,24 @@ static void test_reference_shape(void **state)
                                      "`1` | 0 to 1 |"));
     assert_non_null(strstr(doc.base, "| `simulator.endpoints[].faults[].deployment` | string | "
                                      "none |"));
+    /* The gateway's lists have their own section, before the simulator's. */
+    const char *gw = strstr(doc.base, "## `backends`, `routes` and `clients`: the gateway");
+    assert_non_null(gw);
+    assert_true(gw < strstr(doc.base, "## `simulator`"));
+    assert_non_null(strstr(gw, "| `backend_header` | boolean | `true` |"));
+    assert_non_null(strstr(gw, "### Each entry of `backends`\n\nA backend is one model"));
+    assert_non_null(strstr(gw, "| `backends[].url` | string | required | 1 to 2048 characters |"));
+    assert_non_null(strstr(gw, "| `backends[].total_timeout` | duration | `10m` | 0 to 24h |"));
+    assert_non_null(strstr(gw, "| `routes[].name` | string | required | 1 to 128 characters |"));
+    assert_non_null(strstr(gw, "| `clients[].keys` | string, or list of strings | required | 1 "
+                               "to 16 entries |"));
+    /* ...and not in the top-level table as well. */
+    const char *top = strstr(doc.base, "## Top-level keys");
+    assert_non_null(top);
+    const char *next = strstr(top + 1, "\n## ");
+    assert_non_null(next);
+    const char *row = strstr(top, "| `backends` |");
+    assert_true(row == NULL || row > next);
     assert_int_equal(doc.base[doc.len - 1], '\n');
     sl_buf_dispose(&doc);
 }

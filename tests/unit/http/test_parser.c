@@ -18,7 +18,8 @@
 #define MAX_HEAD 16384
 
 /* The head is large (100 headers); one per test file is plenty. */
-static struct sl_http_request_head g_head;
+static struct sl_http_header g_head_storage[SL_HTTP_MAX_HEADERS];
+static struct sl_http_request_head g_head = {.headers = g_head_storage};
 static struct sl_http_parse_error g_err;
 
 static long parse_n(const char *s, size_t len, size_t max_head)

@@ -1,0 +1,890 @@
+/*
+ * The gateway's sections: `backends` (where requests go), `routes` (what
+ * clients call, mapped to a backend) and `clients` (who may call, by hashed
+ * key). The schemas of one entry of each, the checks on single values
+ * (URLs, names that end up in URL paths, hashed keys, CA files), and the
+ * checks and derived values that need several lists at once: each route's
+ * backend, keys shared between clients, and the route index that
+ * sl_config_find_route searches. The top-level rows (backends, routes,
+ * clients, backend_header) are in schema.c's table, which points here.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "config/schema.h"
+
+_Static_assert(sizeof(enum sl_backend_type) == sizeof(int), "enum fields are stored as int");
+
+#define SECONDS 1000ull
+#define MINUTES (60 * SECONDS)
+#define HOURS (60 * MINUTES)
+#define MAX_NAME 64
+#define MAX_ROUTE_NAME 128
+#define MAX_KEYS 16
+/* A CA bundle is a few hundred KiB; anything much bigger is not one. */
+#define MAX_CA_FILE_BYTES (16u << 20)
+#define HASH_PREFIX "sha256:"
+#define HASH_PREFIX_LEN (sizeof(HASH_PREFIX) - 1)
+
+const char sl_cfg_gateway_doc[] =
+    "What the gateway does with a request. Three lists work together:\n"
+    "\n"
+    "- **`clients`** are the applications allowed to call sluice. Each has keys of its own, "
+    "which it sends as an `api-key` header or as `Authorization: Bearer KEY`, exactly as it "
+    "would to Azure OpenAI or OpenAI. The file holds only the keys' SHA-256 hashes "
+    "(`sluice hash-key` prints one), so that reading it reveals no key. A request whose key "
+    "is not one of them is answered 401.\n"
+    "- **`backends`** are the model deployments sluice forwards requests to: a deployment of "
+    "an Azure OpenAI resource, or a model of an OpenAI-compatible server. sluice "
+    "authenticates to each with the backend's own `api_key`. The client's key is removed "
+    "from the request, so backends never see it, and a backend's key is never shown to "
+    "clients nor written to the logs.\n"
+    "- **`routes`** map the name a client asks for (the deployment in an Azure path, or "
+    "`model` in the body of an OpenAI-style request) to the backend that serves it. A name "
+    "without a route is answered 404 `DeploymentNotFound`.\n"
+    "\n"
+    "For example, to serve `gpt-4o` from one Azure OpenAI deployment to one application:\n"
+    "\n"
+    "```yaml\n"
+    "backends:\n"
+    "  - name: eastus-gpt-4o\n"
+    "    url: https://my-resource.openai.azure.com\n"
+    "    api_key: ${AOAI_EASTUS_KEY}\n"
+    "    model: gpt-4o\n"
+    "    version: \"2024-08-06\"\n"
+    "routes:\n"
+    "  - name: gpt-4o\n"
+    "    backend: eastus-gpt-4o\n"
+    "clients:\n"
+    "  - name: billing-app\n"
+    "    keys: [\"sha256:<64 hex digits from sluice hash-key>\"]\n"
+    "```\n"
+    "\n"
+    "`examples/sluice.yaml` has a gateway section in front of the simulated endpoints.";
+
+static const struct sl_cfg_choice backend_types[] = {
+    {"azure", SL_BACKEND_AZURE},
+    {"openai", SL_BACKEND_OPENAI},
+    {NULL, 0},
+};
+
+/* ---- checks on single values ---- */
+
+static bool is_name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
+}
+
+static bool is_hex_lower(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
+
+static int hex_value(char c)
+{
+    return c <= '9' ? c - '0' : c - 'a' + 10;
+}
+
+/* Letters, digits, '.', '_' and '-', neither "." alone nor with "..": safe
+ * as a URL path segment, a header value, a log field or a query value. */
+static bool name_ok(struct sl_str s)
+{
+    for (size_t i = 0; i < s.len; i++)
+        if (!is_name_char(s.base[i]))
+            return false;
+    if (s.len == 1 && s.base[0] == '.')
+        return false;
+    for (size_t i = 0; i + 1 < s.len; i++)
+        if (s.base[i] == '.' && s.base[i + 1] == '.')
+            return false;
+    return true;
+}
+
+static int reject_name(struct sl_buf *text, struct sl_buf *why, const char *where)
+{
+    sl_buf_appendf(why,
+                   "expected letters, digits, \".\", \"_\" and \"-\" only, and neither \".\" "
+                   "alone nor \"..\" (%s), got ",
+                   where);
+    sl_cfg_quote(why, (struct sl_str){text->base, text->len});
+    return SL_EINVAL;
+}
+
+/* A route's name: clients send it in URL paths, so nothing that a path
+ * could read as a separator, an escape or a step up. */
+static int check_route_name(struct sl_buf *text, struct sl_buf *why)
+{
+    if (name_ok((struct sl_str){text->base, text->len}))
+        return SL_OK;
+    return reject_name(text, why, "clients send the name in URL paths");
+}
+
+/* Backend and client names go into headers, logs and metrics. */
+static int check_name(struct sl_buf *text, struct sl_buf *why)
+{
+    if (name_ok((struct sl_str){text->base, text->len}))
+        return SL_OK;
+    return reject_name(text, why, "the name appears in headers and logs");
+}
+
+static int check_api_version(struct sl_buf *text, struct sl_buf *why)
+{
+    if (name_ok((struct sl_str){text->base, text->len}))
+        return SL_OK;
+    sl_buf_appendf(why, "expected an API version like 2024-10-21 or 2025-01-01-preview, got ");
+    sl_cfg_quote(why, (struct sl_str){text->base, text->len});
+    return SL_EINVAL;
+}
+
+/* Printable ASCII without spaces: what can go into a URL, a header or a body
+ * field unescaped. Reports the first other character by position only, so
+ * that a secret is never quoted. */
+static int check_printable(struct sl_buf *text, struct sl_buf *why, const char *what)
+{
+    for (size_t i = 0; i < text->len; i++) {
+        unsigned char c = (unsigned char)text->base[i];
+        if (c > 0x20 && c < 0x7f)
+            continue;
+        const char *hint = "";
+        if ((c == '\n' || c == '\r') && i + 2 >= text->len)
+            hint = " (a trailing line break, as when a value is read from a file?)";
+        else if (c == ' ')
+            hint = " (a space)";
+        sl_buf_appendf(why, "%s must be printable ASCII without spaces; character %zu is not%s",
+                       what, i + 1, hint);
+        return SL_EINVAL;
+    }
+    return SL_OK;
+}
+
+static int check_api_key(struct sl_buf *text, struct sl_buf *why)
+{
+    return check_printable(text, why, "the key");
+}
+
+static int check_text(struct sl_buf *text, struct sl_buf *why)
+{
+    return check_printable(text, why, "the value");
+}
+
+/* Where the authority of URL s starts (after "http://" or "https://", in
+ * any case); 0 for another scheme. */
+static size_t url_authority(struct sl_str s)
+{
+    if (s.len >= 8 && sl_str_eq_ci((struct sl_str){s.base, 8}, SL_STR("https://")))
+        return 8;
+    if (s.len >= 7 && sl_str_eq_ci((struct sl_str){s.base, 7}, SL_STR("http://")))
+        return 7;
+    return 0;
+}
+
+/*
+ * A backend's base URL: http:// or https://, a host, an optional port and
+ * path; no query, fragment or credentials. One trailing '/' is dropped so
+ * that "https://host/" and "https://host" mean the same.
+ */
+static int check_url(struct sl_buf *text, struct sl_buf *why)
+{
+    static const char expected[] = "expected a URL like https://NAME.openai.azure.com or "
+                                   "https://HOST/v1 (http:// or https://, a host, a path if "
+                                   "needed)";
+    struct sl_str s = {text->base, text->len};
+    /* Credentials first, before any message quotes the URL: what precedes
+     * an '@' in the authority is a password. */
+    const char *scheme_end = memmem(s.base, s.len, "://", 3);
+    size_t from = scheme_end ? (size_t)(scheme_end - s.base) + 3 : 0;
+    const char *auth_slash = memchr(s.base + from, '/', s.len - from);
+    size_t auth_to = auth_slash ? (size_t)(auth_slash - s.base) : s.len;
+    if (memchr(s.base + from, '@', auth_to - from)) {
+        sl_buf_appendf(why, "a URL must not hold a user or password: put the backend's "
+                            "credential in api_key");
+        return SL_EINVAL;
+    }
+    size_t at = url_authority(s);
+    if (at == 0 || at > s.len)
+        goto bad;
+    for (size_t i = 0; i < s.len; i++) {
+        unsigned char c = (unsigned char)s.base[i];
+        if (c <= 0x20 || c >= 0x7f) {
+            sl_buf_appendf(why,
+                           "a URL cannot hold spaces or control characters (character %zu); "
+                           "percent-encode them",
+                           i + 1);
+            return SL_EINVAL;
+        }
+    }
+    size_t after_scheme = s.len > at ? s.len - at : 0; /* spelled out for GCC's -O2 range check */
+    const char *slash = after_scheme ? memchr(s.base + at, '/', after_scheme) : NULL;
+    size_t auth_end = slash ? (size_t)(slash - s.base) : s.len;
+    struct sl_str auth = {s.base + at, auth_end - at};
+    if (memchr(s.base, '?', s.len) || memchr(s.base, '#', s.len)) {
+        sl_buf_appendf(why, "a backend URL has no query (\"?...\") nor fragment (\"#...\"): "
+                            "sluice adds the path and the client's query to it, got ");
+        sl_cfg_quote(why, s);
+        return SL_EINVAL;
+    }
+    /* host, [v6], host:port or [v6]:port */
+    const char *port = NULL;
+    if (auth.len > 0 && auth.base[0] == '[') {
+        const char *close = memchr(auth.base, ']', auth.len);
+        if (close == NULL || close == auth.base + 1)
+            goto bad;
+        if (close + 1 < auth.base + auth.len) {
+            if (close[1] != ':')
+                goto bad;
+            port = close + 2;
+        }
+    } else {
+        const char *colon = memchr(auth.base, ':', auth.len);
+        if (colon == auth.base || auth.len == 0)
+            goto bad;
+        port = colon ? colon + 1 : NULL;
+    }
+    if (port) {
+        uint64_t p = 0;
+        struct sl_str ps = {port, (size_t)(auth.base + auth.len - port)};
+        if (sl_str_to_u64(ps, &p) != SL_OK || p < 1 || p > 65535) {
+            sl_buf_appendf(why, "%s, got ", expected);
+            sl_cfg_quote(why, s);
+            sl_buf_appendf(why, " (the port must be a number from 1 to 65535)");
+            return SL_EINVAL;
+        }
+    }
+    struct sl_str path = {s.base + auth_end, s.len - auth_end};
+    for (size_t i = 0; i + 1 < path.len; i++) {
+        if (path.base[i] == '/' && path.base[i + 1] == '/') {
+            sl_buf_appendf(why, "%s, got ", expected);
+            sl_cfg_quote(why, s);
+            sl_buf_appendf(why, " (\"//\" makes an empty path segment)");
+            return SL_EINVAL;
+        }
+    }
+    if (path.len > 0 && path.base[path.len - 1] == '/') {
+        text->len--;
+        text->base[text->len] = '\0';
+    }
+    return SL_OK;
+bad:
+    sl_buf_appendf(why, "%s, got ", expected);
+    sl_cfg_quote(why, s);
+    return SL_EINVAL;
+}
+
+/* "sha256:" and 64 lowercase hex digits. The value is never quoted: a user
+ * who pasted a key where its hash belongs must not see it in logs. */
+static int check_hashed_key(struct sl_buf *text, struct sl_buf *why)
+{
+    static const char expected[] = "expected a hashed key, \"" HASH_PREFIX "\" followed by 64 "
+                                   "lowercase hex digits, as `sluice hash-key` prints it";
+    struct sl_str s = {text->base, text->len};
+    if (s.len >= HASH_PREFIX_LEN &&
+        sl_str_eq_ci((struct sl_str){s.base, HASH_PREFIX_LEN}, SL_STR(HASH_PREFIX)) &&
+        !sl_str_starts_with(s, SL_STR(HASH_PREFIX))) {
+        sl_buf_appendf(why, "%s; write \"" HASH_PREFIX "\" in lower case", expected);
+        return SL_EINVAL;
+    }
+    if (!sl_str_starts_with(s, SL_STR(HASH_PREFIX))) {
+        sl_buf_appendf(why,
+                       "%s; if this is a key itself, store its hash instead: the file "
+                       "never holds client keys",
+                       expected);
+        return SL_EINVAL;
+    }
+    size_t n = s.len - HASH_PREFIX_LEN;
+    if (n != 64) {
+        sl_buf_appendf(why, "%s, got %zu characters after \"" HASH_PREFIX "\"", expected, n);
+        return SL_EINVAL;
+    }
+    for (size_t i = HASH_PREFIX_LEN; i < s.len; i++) {
+        if (!is_hex_lower(s.base[i])) {
+            sl_buf_appendf(why, "%s; character %zu is not%s", expected, i + 1,
+                           s.base[i] >= 'A' && s.base[i] <= 'F' ? " (upper case)" : "");
+            return SL_EINVAL;
+        }
+    }
+    return SL_OK;
+}
+
+/* A CA file must be there when the configuration is loaded, not only when
+ * the first request fails to connect: read it now and find a certificate. */
+static int check_ca_file(struct sl_buf *text, struct sl_buf *why)
+{
+    int err = SL_EINVAL;
+    struct stat st;
+    FILE *f = NULL;
+    X509 *cert = NULL;
+    /* O_NONBLOCK: a FIFO must not hang the load; it is refused below. */
+    int fd = open(text->base, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        sl_buf_appendf(why, "cannot read ");
+        sl_cfg_quote(why, (struct sl_str){text->base, text->len});
+        sl_buf_appendf(why, ": %s", strerror(errno));
+        return SL_EINVAL;
+    }
+    if (fstat(fd, &st) != 0) {
+        sl_buf_appendf(why, "cannot read ");
+        sl_cfg_quote(why, (struct sl_str){text->base, text->len});
+        sl_buf_appendf(why, ": %s", strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        sl_buf_appendf(why, "expected a PEM file of CA certificates, and ");
+        sl_cfg_quote(why, (struct sl_str){text->base, text->len});
+        sl_buf_appendf(why, " is %s", S_ISDIR(st.st_mode) ? "a directory" : "not a regular file");
+        goto out;
+    }
+    if (st.st_size > (off_t)MAX_CA_FILE_BYTES) {
+        sl_buf_appendf(why, "expected a PEM file of CA certificates, and ");
+        sl_cfg_quote(why, (struct sl_str){text->base, text->len});
+        sl_buf_appendf(why, " is larger than %u MiB", MAX_CA_FILE_BYTES >> 20);
+        goto out;
+    }
+    if ((f = fdopen(fd, "rb")) == NULL) {
+        sl_buf_appendf(why, "cannot read ");
+        sl_cfg_quote(why, (struct sl_str){text->base, text->len});
+        sl_buf_appendf(why, ": %s", strerror(errno));
+        goto out;
+    }
+    fd = -1;
+    cert = PEM_read_X509(f, NULL, NULL, NULL);
+    ERR_clear_error();
+    if (cert == NULL) {
+        sl_buf_appendf(why, "expected a PEM file of CA certificates, and ");
+        sl_cfg_quote(why, (struct sl_str){text->base, text->len});
+        sl_buf_appendf(why, " holds none (no \"-----BEGIN CERTIFICATE-----\" block)");
+        goto out;
+    }
+    err = SL_OK;
+out:
+    X509_free(cert);
+    if (f)
+        fclose(f);
+    if (fd >= 0)
+        close(fd);
+    return err;
+}
+
+/* ---- one backend ---- */
+
+static const struct sl_cfg_field backend_fields[] = {
+    {
+        .name = "name",
+        .type = SL_CFG_STRING,
+        .required = true,
+        .min = 1,
+        .max = MAX_NAME,
+        .doc = "Name of the backend in `routes`, in logs and in the `x-sluice-backend` "
+               "response header: letters, digits, `.`, `_` and `-`. Unique among the backends.",
+        SL_CFG_MEMBER(struct sl_config_backend, name),
+        .check = check_name,
+    },
+    {
+        .name = "url",
+        .type = SL_CFG_STRING,
+        .required = true,
+        .min = 1,
+        .max = 2048,
+        .doc = "Base URL of the backend. For `type: azure`, the resource's endpoint, "
+               "`https://NAME.openai.azure.com`; for `type: openai`, the API's base with its "
+               "version, e.g. `https://api.openai.com/v1` or `http://10.0.0.5:8000/v1`. "
+               "`http://` or `https://`, without query, fragment, user or password; a "
+               "trailing `/` is dropped.",
+        SL_CFG_MEMBER(struct sl_config_backend, url),
+        .check = check_url,
+    },
+    {
+        .name = "type",
+        .type = SL_CFG_ENUM,
+        .def = "azure",
+        SL_CFG_UNBOUNDED,
+        .doc = "`azure`: an Azure OpenAI resource, called with Azure's paths and its key in "
+               "the `api-key` header. `openai`: an OpenAI-compatible server (OpenAI itself, or "
+               "a model server of your own), called with OpenAI's paths and its key as "
+               "`Authorization: Bearer KEY`.",
+        SL_CFG_MEMBER(struct sl_config_backend, type),
+        .choices = backend_types,
+    },
+    {
+        .name = "api_key",
+        .type = SL_CFG_STRING,
+        .min = 1,
+        .max = 4096,
+        .doc = "The key sluice sends to the backend: in the `api-key` header for `type: "
+               "azure`, as `Authorization: Bearer KEY` for `type: openai`. Write it as "
+               "`${NAME}` so that it comes from the environment, not the file. It replaces "
+               "the client's key, and is never shown to clients nor written to logs. Not "
+               "set: requests go to the backend without a key.",
+        SL_CFG_MEMBER(struct sl_config_backend, api_key),
+        .check = check_api_key,
+    },
+    {
+        .name = "region",
+        .type = SL_CFG_STRING,
+        .min = 1,
+        .max = MAX_NAME,
+        .doc = "Azure region of the resource, e.g. `swedencentral`, for logs and metrics.",
+        SL_CFG_MEMBER(struct sl_config_backend, region),
+        .check = check_text,
+    },
+    {
+        .name = "model",
+        .type = SL_CFG_STRING,
+        .required = true,
+        .min = 1,
+        .max = MAX_ROUTE_NAME,
+        .doc = "The model the deployment runs, e.g. `gpt-4o`, for logs and metrics. Requests "
+               "are sent to `deployment`, whatever this says.",
+        SL_CFG_MEMBER(struct sl_config_backend, model),
+        .check = check_text,
+    },
+    {
+        .name = "version",
+        .type = SL_CFG_STRING,
+        .min = 1,
+        .max = MAX_NAME,
+        .doc = "Version of the model, e.g. `2024-08-06`. Quote it in YAML when it looks "
+               "like a number.",
+        SL_CFG_MEMBER(struct sl_config_backend, version),
+        .check = check_text,
+    },
+    {
+        .name = "deployment",
+        .type = SL_CFG_STRING,
+        .min = 1,
+        .max = MAX_ROUTE_NAME,
+        .doc = "The name the backend knows the model by: the deployment in Azure paths "
+               "(`type: azure`; letters, digits, `.`, `_` and `-`), or the `model` sent to an "
+               "OpenAI-compatible server. Not set: the `name` of the route being served.",
+        SL_CFG_MEMBER(struct sl_config_backend, deployment),
+        .check = check_text,
+    },
+    {
+        .name = "connect_timeout",
+        .type = SL_CFG_DURATION,
+        .def = "5s",
+        .min = 1,
+        .max = 10 * MINUTES,
+        .doc = "Time to connect to the backend, TLS handshake included. When it runs out the "
+               "client gets an error naming the backend.",
+        SL_CFG_MEMBER(struct sl_config_backend, connect_timeout_ms),
+    },
+    {
+        .name = "first_byte_timeout",
+        .type = SL_CFG_DURATION,
+        .def = "60s",
+        .min = 1,
+        .max = HOURS,
+        .doc = "Time from sending a request to receiving the response head. Models can be "
+               "slow to start, and a request that is not streamed gets its head only once "
+               "the whole answer is written: raise it for long answers and reasoning models.",
+        SL_CFG_MEMBER(struct sl_config_backend, first_byte_timeout_ms),
+    },
+    {
+        .name = "idle_timeout",
+        .type = SL_CFG_DURATION,
+        .def = "60s",
+        .min = 1,
+        .max = HOURS,
+        .doc = "Longest wait for the next bytes of a response body, e.g. between two events "
+               "of a stream. A response that stalls longer is cut off, and the client sees "
+               "an error, not a shortened answer.",
+        SL_CFG_MEMBER(struct sl_config_backend, idle_timeout_ms),
+    },
+    {
+        .name = "total_timeout",
+        .type = SL_CFG_DURATION,
+        .def = "10m",
+        .min = 0,
+        .max = 24 * HOURS,
+        .doc = "Longest time one request may take from start to end, streaming included. "
+               "`0`: no limit.",
+        SL_CFG_MEMBER(struct sl_config_backend, total_timeout_ms),
+    },
+    {
+        .name = "ca_file",
+        .type = SL_CFG_STRING,
+        .min = 1,
+        .max = 4096,
+        .doc = "PEM file of the certificate authorities to trust for this backend, instead of "
+               "the system's. It is read when the configuration is loaded and must hold a "
+               "certificate then. A relative path is from sluice's working directory.",
+        SL_CFG_MEMBER(struct sl_config_backend, ca_file),
+        .check = check_ca_file,
+    },
+    {
+        .name = "insecure",
+        .type = SL_CFG_BOOL,
+        .def = "false",
+        SL_CFG_UNBOUNDED,
+        .doc = "Skip the verification of the backend's TLS certificate. For testing only: "
+               "anyone on the way could read and change the traffic, the backend's key "
+               "included. sluice logs a warning at start-up for every backend with it.",
+        SL_CFG_MEMBER(struct sl_config_backend, insecure),
+    },
+    {
+        .name = "http2",
+        .type = SL_CFG_BOOL,
+        .def = "true",
+        SL_CFG_UNBOUNDED,
+        .doc = "Offer HTTP/2 when connecting over TLS; the backend chooses. `http://` URLs "
+               "always use HTTP/1.1.",
+        SL_CFG_MEMBER(struct sl_config_backend, http2),
+    },
+};
+
+/* In a (checked) URL, where a path segment "/openai" starts; NULL if none. */
+static const char *azure_api_path(const char *url)
+{
+    struct sl_str s = sl_str_from_cstr(url);
+    const char *p = strchr(url + url_authority(s), '/');
+    for (; p; p = strchr(p + 1, '/'))
+        if (strncmp(p, "/openai", 7) == 0 && (p[7] == '/' || p[7] == '\0'))
+            return p;
+    return NULL;
+}
+
+static void backend_finish(void *obj, struct sl_cfg_check *chk)
+{
+    const struct sl_config_backend *b = obj;
+    /* An Azure deployment is a URL path segment; an OpenAI model name is a
+     * body field and may hold '/' ("meta-llama/Llama-3.1-8B-Instruct"). */
+    if (b->type == SL_BACKEND_AZURE && b->deployment && !name_ok(sl_str_from_cstr(b->deployment)) &&
+        sl_cfg_check_usable(chk, "type"))
+        sl_cfg_check_error(chk, "deployment",
+                           "an Azure deployment name is letters, digits, \".\", \"_\" and \"-\" "
+                           "only, and neither \".\" alone nor \"..\" (it goes into URL paths), "
+                           "got \"%s\"",
+                           b->deployment);
+    /* The most common paste: a whole request URL where the endpoint belongs. */
+    const char *cut = b->url ? azure_api_path(b->url) : NULL;
+    if (b->type == SL_BACKEND_AZURE && cut && sl_cfg_check_usable(chk, "type")) {
+        sl_cfg_check_error(chk, "url",
+                           "for type azure, url is the resource's endpoint, like "
+                           "https://NAME.openai.azure.com: sluice adds \"/openai/...\" itself "
+                           "(did you mean \"%.*s\"?)",
+                           (int)(cut - b->url), b->url);
+    }
+}
+
+const struct sl_cfg_schema sl_cfg_backend_schema = {
+    .fields = backend_fields,
+    .n_fields = SL_ARRAY_LEN(backend_fields),
+    .size = sizeof(struct sl_config_backend),
+    .unique = "name",
+    .finish = backend_finish,
+    .doc = "A backend is one model deployment on one endpoint: a deployment of an Azure "
+           "OpenAI resource, or a model of an OpenAI-compatible server. Requests reach it "
+           "through the `routes` that name it. Its timeouts bound each request sent to it.",
+};
+
+/* ---- one route ---- */
+
+static const struct sl_cfg_field route_fields[] = {
+    {
+        .name = "name",
+        .type = SL_CFG_STRING,
+        .required = true,
+        .min = 1,
+        .max = MAX_ROUTE_NAME,
+        .doc = "The name clients call: the deployment in Azure paths "
+               "(`/openai/deployments/{name}/...`), or `model` in the body on OpenAI-style "
+               "paths. Letters, digits, `.`, `_` and `-`, but not `.` alone nor `..` "
+               "anywhere; case-sensitive. Unique among the routes.",
+        SL_CFG_MEMBER(struct sl_config_route, name),
+        .check = check_route_name,
+    },
+    {
+        .name = "backend",
+        .type = SL_CFG_STRING,
+        .required = true,
+        .min = 1,
+        .max = MAX_NAME,
+        .doc = "The `name` of the backend that serves the route.",
+        SL_CFG_MEMBER(struct sl_config_route, backend),
+    },
+    {
+        .name = "api_version",
+        .type = SL_CFG_STRING,
+        .min = 1,
+        .max = MAX_NAME,
+        .doc = "The `api-version` sent to the backend, e.g. `2024-10-21`, replacing the "
+               "client's: one version upstream, whatever the clients ask for. Not set: the "
+               "client's passes through.",
+        SL_CFG_MEMBER(struct sl_config_route, api_version),
+        .check = check_api_version,
+    },
+    {
+        .name = "log_payloads",
+        .type = SL_CFG_BOOL,
+        .def = "false",
+        SL_CFG_UNBOUNDED,
+        .doc = "For debugging only: log the bodies of this route's requests and responses "
+               "(at `debug` level). They hold prompts and completions, which sluice otherwise "
+               "never logs; it logs a warning at start-up while this is on. Do not leave it "
+               "on in production.",
+        SL_CFG_MEMBER(struct sl_config_route, log_payloads),
+    },
+};
+
+const struct sl_cfg_schema sl_cfg_route_schema = {
+    .fields = route_fields,
+    .n_fields = SL_ARRAY_LEN(route_fields),
+    .size = sizeof(struct sl_config_route),
+    .unique = "name",
+    .doc = "A route gives a backend a name that clients call. On Azure paths the deployment "
+           "in the path picks the route, whatever `model` the body names; on OpenAI-style "
+           "paths (`/v1/...`, `/openai/v1/...`) `model` in the body does. A route sends every "
+           "request to its `backend`, under the backend's `deployment` name when it has one.",
+};
+
+/* ---- one client ---- */
+
+static const struct sl_cfg_field client_fields[] = {
+    {
+        .name = "name",
+        .type = SL_CFG_STRING,
+        .required = true,
+        .min = 1,
+        .max = MAX_NAME,
+        .doc = "Name of the client in logs and metrics: letters, digits, `.`, `_` and `-`. "
+               "Unique among the clients.",
+        SL_CFG_MEMBER(struct sl_config_client, name),
+        .check = check_name,
+    },
+    {
+        .name = "keys",
+        .type = SL_CFG_STRING_LIST,
+        .required = true,
+        .min = 1,
+        .max = MAX_KEYS,
+        .doc = "Hashes of the client's keys, each `sha256:` and 64 lowercase hex digits, as "
+               "`sluice hash-key` prints them; never the keys themselves. Several keys let "
+               "one be replaced without downtime: add the new one, move the application to "
+               "it, remove the old one. A key belongs to one client only.",
+        SL_CFG_MEMBER(struct sl_config_client, keys),
+        SL_CFG_COUNT(struct sl_config_client, n_keys),
+        .check = check_hashed_key,
+    },
+};
+
+static void client_finish(void *obj, struct sl_cfg_check *chk)
+{
+    struct sl_config_client *cl = obj;
+    if (cl->n_keys == 0 || !sl_cfg_check_usable(chk, "keys"))
+        return;
+    cl->key_hashes = calloc(cl->n_keys, sizeof(*cl->key_hashes));
+    if (cl->key_hashes == NULL) {
+        sl_cfg_check_nomem(chk);
+        return;
+    }
+    for (size_t k = 0; k < cl->n_keys; k++) {
+        const char *hex = cl->keys[k] + HASH_PREFIX_LEN; /* checked: 64 lowercase hex */
+        for (size_t i = 0; i < 32; i++)
+            cl->key_hashes[k][i] =
+                (unsigned char)(hex_value(hex[2 * i]) << 4 | hex_value(hex[2 * i + 1]));
+    }
+}
+
+static void client_dispose(void *obj)
+{
+    struct sl_config_client *cl = obj;
+    free(cl->key_hashes);
+    cl->key_hashes = NULL;
+}
+
+const struct sl_cfg_schema sl_cfg_client_schema = {
+    .fields = client_fields,
+    .n_fields = SL_ARRAY_LEN(client_fields),
+    .size = sizeof(struct sl_config_client),
+    .unique = "name",
+    .finish = client_finish,
+    .dispose = client_dispose,
+    .doc = "A client is an application allowed to call the gateway. It sends one of its keys "
+           "as `api-key: KEY` or as `Authorization: Bearer KEY`, the way the official SDKs "
+           "do; sluice removes it before the request goes on. Make a key with a random "
+           "generator (e.g. `openssl rand -hex 32`), give it to the application, and list "
+           "its hash here.",
+};
+
+/* ---- checks across lists ---- */
+
+/* Each route's backend must exist; resolves backend_index. */
+static void resolve_routes(struct sl_config *c, struct sl_cfg_check *chk)
+{
+    const char **names = NULL;
+    struct sl_buf hint;
+    sl_buf_init(&hint);
+    if (!sl_cfg_check_usable(chk, "routes") || !sl_cfg_check_usable(chk, "backends"))
+        goto out;
+    if (c->n_backends) {
+        names = calloc(c->n_backends, sizeof(*names));
+        if (names == NULL) {
+            sl_cfg_check_nomem(chk);
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < c->n_backends; i++)
+        names[i] = c->backends[i].name;
+    for (size_t i = 0; i < c->n_routes; i++) {
+        struct sl_config_route *r = &c->routes[i];
+        size_t b = 0;
+        while (b < c->n_backends && strcmp(names[b], r->backend) != 0)
+            b++;
+        if (b < c->n_backends) {
+            r->backend_index = b;
+            continue;
+        }
+        hint.len = 0;
+        const char *near = sl_cfg_suggest(sl_str_from_cstr(r->backend), names, c->n_backends);
+        if (near) {
+            sl_buf_appendf(&hint, " (did you mean \"%s\"?)", near);
+        } else if (c->n_backends == 0) {
+            sl_buf_appendf(&hint, "; there are no backends: declare it under \"backends:\"");
+        } else {
+            sl_buf_appendf(&hint, "; the backends are ");
+            for (size_t k = 0; k < c->n_backends && k < 10; k++)
+                sl_buf_appendf(&hint, "%s%s", k ? ", " : "", names[k]);
+            if (c->n_backends > 10)
+                sl_buf_appendf(&hint, " and %zu more", c->n_backends - 10);
+        }
+        sl_cfg_check_error_in(chk, "routes", i, "backend", "route \"%s\": no backend \"%s\"%s",
+                              r->name, r->backend, hint.base ? hint.base : "");
+    }
+out:
+    free(names);
+    sl_buf_dispose(&hint);
+}
+
+static int compare_routes(const void *a, const void *b)
+{
+    const struct sl_config_route *const *x = a, *const *y = b;
+    return strcmp((*x)->name, (*y)->name);
+}
+
+/* The index sl_config_find_route searches: routes by name. */
+static void index_routes(struct sl_config *c, struct sl_cfg_check *chk)
+{
+    const struct sl_config_route **sorted = NULL;
+    if (c->n_routes == 0 || !sl_cfg_check_usable(chk, "routes"))
+        return;
+    sorted = calloc(c->n_routes, sizeof(*sorted));
+    c->route_order = calloc(c->n_routes, sizeof(*c->route_order));
+    if (sorted == NULL || c->route_order == NULL) {
+        sl_cfg_check_nomem(chk);
+        goto out;
+    }
+    for (size_t i = 0; i < c->n_routes; i++)
+        sorted[i] = &c->routes[i];
+    qsort(sorted, c->n_routes, sizeof(*sorted), compare_routes);
+    for (size_t i = 0; i < c->n_routes; i++)
+        c->route_order[i] = (size_t)(sorted[i] - c->routes);
+out:
+    free(sorted);
+}
+
+/* One hashed key, where it is declared. */
+struct key_ref {
+    const unsigned char *hash;
+    size_t client, key;
+};
+
+/* A key declared again: where, and where first. */
+struct key_dup {
+    struct key_ref at, first;
+};
+
+static int compare_places(const struct key_ref *x, const struct key_ref *y)
+{
+    if (x->client != y->client)
+        return x->client < y->client ? -1 : 1;
+    return x->key < y->key ? -1 : x->key > y->key;
+}
+
+/* By hash, then in file order. */
+static int compare_keys(const void *a, const void *b)
+{
+    const struct key_ref *x = a, *y = b;
+    int d = memcmp(x->hash, y->hash, 32);
+    return d ? d : compare_places(x, y);
+}
+
+static int compare_dups(const void *a, const void *b)
+{
+    const struct key_dup *x = a, *y = b;
+    return compare_places(&x->at, &y->at);
+}
+
+/* A key must identify one client: report each repeat at its place, naming
+ * the first declaration, in file order. Sorted, so that thousands of keys
+ * stay cheap. */
+static void check_keys(struct sl_config *c, struct sl_cfg_check *chk)
+{
+    struct key_ref *refs = NULL;
+    struct key_dup *dups = NULL;
+    size_t n = 0, n_dups = 0;
+    if (!sl_cfg_check_usable(chk, "clients"))
+        return;
+    for (size_t i = 0; i < c->n_clients; i++)
+        n += c->clients[i].key_hashes ? c->clients[i].n_keys : 0;
+    if (n < 2)
+        return;
+    refs = calloc(n, sizeof(*refs));
+    dups = calloc(n, sizeof(*dups));
+    if (refs == NULL || dups == NULL) {
+        sl_cfg_check_nomem(chk);
+        goto out;
+    }
+    n = 0;
+    for (size_t i = 0; i < c->n_clients; i++)
+        for (size_t k = 0; c->clients[i].key_hashes && k < c->clients[i].n_keys; k++)
+            refs[n++] = (struct key_ref){c->clients[i].key_hashes[k], i, k};
+    qsort(refs, n, sizeof(*refs), compare_keys);
+    for (size_t i = 1, first = 0; i < n; i++) {
+        if (memcmp(refs[i].hash, refs[first].hash, 32) == 0)
+            dups[n_dups++] = (struct key_dup){refs[i], refs[first]};
+        else
+            first = i;
+    }
+    qsort(dups, n_dups, sizeof(*dups), compare_dups);
+    for (size_t d = 0; d < n_dups; d++) {
+        const struct key_ref *at = &dups[d].at, *first = &dups[d].first;
+        const char *mine = c->clients[at->client].name;
+        if (first->client == at->client)
+            sl_cfg_check_error_in_elem(chk, "clients", at->client, "keys", at->key,
+                                       "client \"%s\" lists this key twice (keys[%zu] and "
+                                       "keys[%zu])",
+                                       mine, first->key, at->key);
+        else
+            sl_cfg_check_error_in_elem(chk, "clients", at->client, "keys", at->key,
+                                       "client \"%s\" has the same key as client \"%s\" "
+                                       "(clients[%zu].keys[%zu]); a key must identify one "
+                                       "client: give each its own",
+                                       mine, c->clients[first->client].name, first->client,
+                                       first->key);
+    }
+out:
+    free(refs);
+    free(dups);
+}
+
+void sl_cfg_gateway_finish(struct sl_config *c, struct sl_cfg_check *chk)
+{
+    resolve_routes(c, chk);
+    index_routes(c, chk);
+    check_keys(c, chk);
+}
+
+void sl_cfg_gateway_dispose(struct sl_config *c)
+{
+    free(c->route_order);
+    c->route_order = NULL;
+}
