@@ -77,7 +77,11 @@ int sl_gateway_run(struct sl_config *cfg, enum sl_gateway_mode mode)
         .admin = &admin_site,
         .limits = &cfg->limits,
         .access_log = cfg->log.access,
+        .worker_init = mode == SL_GATEWAY_SERVE ? sl_proxy_worker_init : NULL,
+        .worker_dispose = mode == SL_GATEWAY_SERVE ? sl_proxy_worker_dispose : NULL,
     };
+    if (mode == SL_GATEWAY_SERVE)
+        sl_proxy_log_config_warnings(cfg);
     if (sl_http_runner_new(&opts, &runner) != SL_OK) {
         sl_log_error("could not start: see the messages above; check the listen addresses in the "
                      "configuration and that no other process uses those ports");

@@ -32,7 +32,7 @@ void sl_gateway_on_public_request(struct sl_http_request *req, void *data)
     if (sl_str_eq(req->head.path, SL_STR("/healthz")))
         respond_health(req);
     else
-        respond_not_found(req);
+        sl_proxy_on_request(req, data);
 }
 
 void sl_gateway_on_admin_request(struct sl_http_request *req, void *data)

@@ -4,6 +4,7 @@
 
 #include "gateway/gateway.h"
 #include "http/http.h"
+#include "proxy/proxy.h"
 #include "sim/sim.h"
 
 /* What the admin handler needs; owned by sl_gateway_run's frame. */

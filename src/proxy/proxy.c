@@ -1,0 +1,383 @@
+/*
+ * The gateway's request path: which surface the client used, who the client
+ * is, which route and backend serve it, and the upstream request to make.
+ * forward.c then streams the backend's answer back.
+ */
+#include "proxy/internal.h"
+
+#include <jansson.h>
+#include <string.h>
+
+/* The api-version sent upstream on Azure paths when the client sent none. */
+#define SL_PROXY_DEFAULT_API_VERSION "2024-10-21"
+
+static const struct sl_str resource_paths[] = {
+    SL_STR("responses"), SL_STR("assistants"),    SL_STR("threads"),
+    SL_STR("files"),     SL_STR("vector_stores"), SL_STR("batches"),
+};
+
+/* A deployment or model name a route could have: see the route schema. */
+static bool name_is_sane(struct sl_str s)
+{
+    if (s.len == 0 || s.len > 128 || sl_str_eq(s, SL_STR(".")) || sl_str_eq(s, SL_STR("..")))
+        return false;
+    for (size_t i = 0; i < s.len; i++) {
+        char c = s.base[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+static struct sl_str str_after(struct sl_str s, size_t n)
+{
+    return (struct sl_str){s.base + n, s.len - n};
+}
+
+/* Which API surface the path belongs to; SL_ENOTFOUND when none. */
+static int classify(struct sl_str path, struct sl_proxy_target *t)
+{
+    static const struct sl_str azure = SL_STR("/openai/deployments/");
+    memset(t, 0, sizeof(*t));
+    if (sl_str_starts_with(path, azure)) {
+        struct sl_str rest = str_after(path, azure.len);
+        const char *slash = memchr(rest.base, '/', rest.len);
+        if (slash == NULL)
+            return SL_ENOTFOUND;
+        t->surface = SL_PROXY_AZURE;
+        t->name = (struct sl_str){rest.base, (size_t)(slash - rest.base)};
+        t->rest = str_after(rest, t->name.len + 1);
+        return t->rest.len ? SL_OK : SL_ENOTFOUND;
+    }
+    if (sl_str_starts_with(path, SL_STR("/openai/v1/"))) {
+        t->surface = SL_PROXY_V1;
+        t->rest = str_after(path, 11);
+        return t->rest.len ? SL_OK : SL_ENOTFOUND;
+    }
+    if (sl_str_starts_with(path, SL_STR("/v1/"))) {
+        t->surface = SL_PROXY_V1;
+        t->rest = str_after(path, 4);
+        return t->rest.len ? SL_OK : SL_ENOTFOUND;
+    }
+    if (sl_str_starts_with(path, SL_STR("/openai/"))) {
+        struct sl_str rest = str_after(path, 8);
+        for (size_t i = 0; i < SL_ARRAY_LEN(resource_paths); i++) {
+            struct sl_str r = resource_paths[i];
+            if (sl_str_starts_with(rest, r) && (rest.len == r.len || rest.base[r.len] == '/')) {
+                t->surface = SL_PROXY_RESOURCE;
+                t->rest = rest;
+                return SL_OK;
+            }
+        }
+    }
+    return SL_ENOTFOUND;
+}
+
+/* The client's key: `api-key`, else `Authorization: Bearer`. */
+static struct sl_str client_key(const struct sl_http_request_head *h)
+{
+    const struct sl_http_header *k = sl_http_find_header(h, SL_STR("api-key"));
+    if (k)
+        return k->value;
+    const struct sl_http_header *a = sl_http_find_header(h, SL_STR("authorization"));
+    if (a && a->value.len > 7 && sl_str_eq_ci((struct sl_str){a->value.base, 7}, SL_STR("Bearer ")))
+        return str_after(a->value, 7);
+    return SL_STR_NULL;
+}
+
+static void respond_models(struct sl_http_request *req, const struct sl_config *cfg)
+{
+    struct sl_buf b;
+    sl_buf_init(&b);
+    sl_buf_appendf(&b, "{\"object\":\"list\",\"data\":[");
+    for (size_t i = 0; i < cfg->n_routes; i++) {
+        sl_buf_appendf(&b, "%s{\"id\":\"", i ? "," : "");
+        sl_buf_append_json_escaped(&b, sl_str_from_cstr(cfg->routes[i].name));
+        sl_buf_appendf(&b, "\",\"object\":\"model\",\"created\":0,\"owned_by\":\"sluice\"}");
+    }
+    sl_buf_appendf(&b, "]}");
+    sl_http_respond(req, 200, SL_STR("application/json"), (struct sl_str){b.base, b.len});
+    sl_buf_dispose(&b);
+}
+
+static void respond_no_route(struct sl_http_request *req, struct sl_str name)
+{
+    (void)name; /* not echoed: the message must not help probe for route names */
+    sl_http_respond_error(req, 404, "DeploymentNotFound",
+                          "The API deployment for this resource does not exist. If you created "
+                          "the deployment within the last 5 minutes, please wait a moment and "
+                          "try again.");
+}
+
+/*
+ * The name the backend knows the model by: its `deployment`, else for an
+ * OpenAI-style backend its `model`, else the route's own name.
+ */
+static const char *upstream_name(const struct sl_config_route *route,
+                                 const struct sl_config_backend *b)
+{
+    if (b->deployment)
+        return b->deployment;
+    return b->type == SL_BACKEND_OPENAI ? b->model : route->name;
+}
+
+/* Copy query to b, dropping api-version when `replace` is set (and adding it). */
+static void append_query(struct sl_buf *b, struct sl_str query, const char *api_version,
+                         bool keep_api_version)
+{
+    bool first = true;
+    struct sl_str q = query;
+    while (q.len) {
+        const char *amp = memchr(q.base, '&', q.len);
+        size_t n = amp ? (size_t)(amp - q.base) : q.len;
+        struct sl_str pair = {q.base, n};
+        bool is_version = sl_str_starts_with(pair, SL_STR("api-version="));
+        if (n && (!is_version || (keep_api_version && api_version == NULL))) {
+            sl_buf_append(b, first ? "?" : "&", 1);
+            sl_buf_append_str(b, pair);
+            first = false;
+        }
+        q.base += amp ? n + 1 : n;
+        q.len -= amp ? n + 1 : n;
+    }
+    if (api_version) {
+        sl_buf_append(b, first ? "?" : "&", 1);
+        sl_buf_appendf(b, "api-version=%s", api_version);
+    }
+}
+
+/* The upstream URL for t on backend b, into the request's arena. */
+static char *build_url(struct sl_http_request *req, const struct sl_proxy_target *t,
+                       const struct sl_config_route *route, const struct sl_config_backend *b)
+{
+    struct sl_buf u;
+    sl_buf_init(&u);
+    sl_buf_append_str(&u, sl_str_from_cstr(b->url));
+    if (b->type == SL_BACKEND_AZURE) {
+        const char *version = route && route->api_version ? route->api_version : NULL;
+        switch (t->surface) {
+        case SL_PROXY_AZURE: {
+            sl_buf_appendf(&u, "/openai/deployments/%s/", upstream_name(route, b));
+            sl_buf_append_str(&u, t->rest);
+            if (!version && sl_query_param(req->head.query, SL_STR("api-version")).len == 0)
+                version = SL_PROXY_DEFAULT_API_VERSION;
+            append_query(&u, req->head.query, version, true);
+            break;
+        }
+        case SL_PROXY_V1:
+            sl_buf_appendf(&u, "/openai/v1/");
+            sl_buf_append_str(&u, t->rest);
+            append_query(&u, req->head.query, NULL, true);
+            break;
+        case SL_PROXY_RESOURCE:
+            sl_buf_appendf(&u, "/openai/");
+            sl_buf_append_str(&u, t->rest);
+            append_query(&u, req->head.query, version, true);
+            break;
+        }
+    } else {
+        /* OpenAI-style: the base URL already ends in its version (".../v1"). */
+        sl_buf_append(&u, "/", 1);
+        sl_buf_append_str(&u, t->rest);
+        append_query(&u, req->head.query, NULL, false);
+    }
+    char *url = u.base ? sl_arena_strdup(req->arena, (struct sl_str){u.base, u.len}) : NULL;
+    sl_buf_dispose(&u);
+    return url;
+}
+
+/* Request headers that describe this hop, or that sluice replaces. */
+static bool drop_request_header(struct sl_str name)
+{
+    static const struct sl_str drop[] = {
+        SL_STR("connection"),
+        SL_STR("keep-alive"),
+        SL_STR("proxy-connection"),
+        SL_STR("proxy-authorization"),
+        SL_STR("te"),
+        SL_STR("trailer"),
+        SL_STR("transfer-encoding"),
+        SL_STR("upgrade"),
+        SL_STR("host"),
+        SL_STR("content-length"),
+        SL_STR("expect"),
+        SL_STR("api-key"),
+        SL_STR("authorization"),
+        SL_STR("accept-encoding"),
+        SL_STR("x-request-id"),
+    };
+    for (size_t i = 0; i < SL_ARRAY_LEN(drop); i++)
+        if (sl_str_eq_ci(name, drop[i]))
+            return true;
+    return false;
+}
+
+static int build_headers(struct sl_proxy_call *call)
+{
+    struct sl_http_request *req = call->req;
+    const struct sl_config_backend *b = call->backend;
+    size_t n = 0, cap = req->head.n_headers + 3;
+    struct sl_http_header *hs = sl_arena_alloc(req->arena, cap * sizeof(*hs));
+    if (hs == NULL)
+        return SL_ENOMEM;
+    for (size_t i = 0; i < req->head.n_headers; i++)
+        if (!drop_request_header(req->head.headers[i].name))
+            hs[n++] = req->head.headers[i];
+    hs[n++] = (struct sl_http_header){SL_STR("x-request-id"), sl_str_from_cstr(req->id)};
+    if (b->api_key) {
+        if (b->type == SL_BACKEND_AZURE) {
+            hs[n++] = (struct sl_http_header){SL_STR("api-key"), sl_str_from_cstr(b->api_key)};
+        } else {
+            struct sl_buf v;
+            sl_buf_init(&v);
+            sl_buf_appendf(&v, "Bearer %s", b->api_key);
+            char *value =
+                v.base ? sl_arena_strdup(req->arena, (struct sl_str){v.base, v.len}) : NULL;
+            sl_buf_dispose(&v);
+            if (value == NULL)
+                return SL_ENOMEM;
+            hs[n++] = (struct sl_http_header){SL_STR("Authorization"), sl_str_from_cstr(value)};
+        }
+    }
+    call->headers = hs;
+    call->n_headers = n;
+    return SL_OK;
+}
+
+/* The body to send: the client's, or a copy whose `model` names the upstream model. */
+static int prepare_body(struct sl_proxy_call *call, json_t *doc)
+{
+    struct sl_http_request *req = call->req;
+    const char *want = upstream_name(call->route, call->backend);
+    bool needs_model =
+        call->backend->type == SL_BACKEND_OPENAI || call->target.surface != SL_PROXY_AZURE;
+    call->body = req->body;
+    if (doc == NULL || !needs_model)
+        return SL_OK;
+    json_t *model = json_object_get(doc, "model");
+    if (json_is_string(model) && strcmp(json_string_value(model), want) == 0)
+        return SL_OK; /* already right: forward the bytes as sent */
+    if (json_object_set_new(doc, "model", json_string(want)) != 0)
+        return SL_ENOMEM;
+    size_t len = json_dumpb(doc, NULL, 0, JSON_COMPACT);
+    char *copy = sl_arena_alloc(req->arena, len ? len : 1);
+    if (copy == NULL || json_dumpb(doc, copy, len, JSON_COMPACT) != len)
+        return SL_ENOMEM;
+    call->body = (struct sl_str){copy, len};
+    return SL_OK;
+}
+
+void sl_proxy_on_request(struct sl_http_request *req, void *data)
+{
+    const struct sl_config *cfg = data;
+    struct sl_proxy_target t;
+    json_t *doc = NULL;
+
+    if (classify(req->head.path, &t) != SL_OK) {
+        sl_http_respond_error(req, 404, "NotFound",
+                              "this path is not served by the gateway; see docs/api.md");
+        return;
+    }
+    if (sl_config_find_client(cfg, client_key(&req->head)) == NULL) {
+        sl_http_respond_error(req, 401, "401",
+                              "Access denied due to invalid subscription key or wrong API "
+                              "endpoint. Make sure to provide a valid key for an active "
+                              "subscription and use a correct regional API endpoint for your "
+                              "resource.");
+        return;
+    }
+    bool is_models = t.surface == SL_PROXY_V1 && sl_str_eq(t.rest, SL_STR("models"));
+    if (is_models && sl_str_eq(req->head.method, SL_STR("GET"))) {
+        respond_models(req, cfg);
+        return;
+    }
+    if (t.surface == SL_PROXY_AZURE && !name_is_sane(t.name)) {
+        sl_http_respond_error(req, 400, "InvalidDeploymentName",
+                              "the deployment name in the path may only contain letters, digits, "
+                              "'.', '_' and '-'");
+        return;
+    }
+    /* v1 and resource paths name their model in the JSON body. */
+    if (t.surface != SL_PROXY_AZURE && req->body.len) {
+        json_error_t jerr;
+        doc = json_loadb(req->body.base, req->body.len, 0, &jerr);
+        if (doc == NULL || !json_is_object(doc)) {
+            json_decref(doc);
+            sl_http_respond_error(req, 400, "BadRequest",
+                                  "the request body is not a JSON object; it must be one, with "
+                                  "the model to use in `model`");
+            return;
+        }
+        json_t *m = json_object_get(doc, "model");
+        if (m && !json_is_string(m)) {
+            json_decref(doc);
+            sl_http_respond_error(req, 400, "BadRequest", "`model` must be a string");
+            return;
+        }
+        if (m)
+            t.name = sl_str_from_cstr(json_string_value(m));
+    }
+    const struct sl_config_route *route = NULL;
+    if (t.name.len) {
+        route = sl_config_find_route(cfg, t.name);
+    } else if (t.surface == SL_PROXY_V1) {
+        json_decref(doc);
+        sl_http_respond_error(req, 400, "BadRequest",
+                              "the request names no model: set `model` in the body to one of the "
+                              "deployments this gateway serves (GET /v1/models lists them)");
+        return;
+    } else if (cfg->n_routes) {
+        /* A stateful call without a model (a thread, a stored response):
+         * served by the first route until pinning decides. */
+        route = &cfg->routes[0];
+    }
+    if (route == NULL) {
+        json_decref(doc);
+        respond_no_route(req, t.name);
+        return;
+    }
+    struct sl_proxy_call *call = sl_arena_alloc(req->arena, sizeof(*call));
+    if (call == NULL) {
+        json_decref(doc);
+        sl_http_respond_error(req, 500, "InternalServerError", "out of memory");
+        return;
+    }
+    memset(call, 0, sizeof(*call));
+    call->req = req;
+    call->cfg = cfg;
+    call->target = t;
+    call->route = route;
+    call->backend = &cfg->backends[route->backend_index];
+    call->url = build_url(req, &t, route, call->backend);
+    int err = call->url ? prepare_body(call, doc) : SL_ENOMEM;
+    json_decref(doc); /* the name view into it is no longer needed */
+    call->target.name = SL_STR_NULL;
+    if (err == SL_OK)
+        err = build_headers(call);
+    if (err != SL_OK) {
+        sl_http_respond_error(req, 500, "InternalServerError", "out of memory");
+        return;
+    }
+    if (route->log_payloads)
+        sl_log_info("payload request_id=%s route=%s request_body=%.*s", req->id, route->name,
+                    (int)SL_MIN(call->body.len, (size_t)4096), call->body.base);
+    sl_proxy_forward(call);
+}
+
+void sl_proxy_log_config_warnings(const struct sl_config *cfg)
+{
+    if (cfg->n_routes && cfg->n_clients == 0)
+        sl_log_warn("no clients are configured: every proxied request will be refused with 401 "
+                    "(add a `clients` section; `sluice hash-key` makes the key hashes)");
+    for (size_t i = 0; i < cfg->n_backends; i++)
+        if (cfg->backends[i].insecure)
+            sl_log_warn("backend %s: TLS verification is OFF (insecure: true); use only for "
+                        "testing",
+                        cfg->backends[i].name);
+    for (size_t i = 0; i < cfg->n_routes; i++)
+        if (cfg->routes[i].log_payloads)
+            sl_log_warn("route %s: log_payloads is on: request bodies (prompts) are written to "
+                        "the log; use only for debugging",
+                        cfg->routes[i].name);
+}
