@@ -73,7 +73,6 @@ struct sl_upstream_xfer {
     size_t skip;          /* bytes at the front of curl's paused data we already consumed */
 
     bool in_multi;      /* added to u->multi */
-    bool in_cb;         /* inside one of x's user callbacks */
     bool paused;        /* the caller wants no body bytes */
     bool curl_paused;   /* curl holds the transfer paused (we returned CURL_WRITEFUNC_PAUSE) */
     bool resume_queued; /* on u->resume */
@@ -86,14 +85,13 @@ struct sl_upstream_xfer {
     char errbuf[CURL_ERROR_SIZE];  /* CURLOPT_ERRORBUFFER */
 };
 
-/* One socket curl asked us to watch. Owned by u->socks until its poll handle
- * has closed. */
+/* One socket curl asked us to watch. On u->socks while curl uses it; once
+ * curl lets go, its poll handle closes and the close callback frees it. */
 struct sl_upstream_sock {
     uv_poll_t poll;
     curl_socket_t fd;
     struct sl_upstream *u; /* borrowed */
     struct sl_upstream_sock *prev, *next;
-    bool closing;
 };
 
 /*

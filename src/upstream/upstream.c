@@ -174,6 +174,8 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
         events |= UV_READABLE;
     if (what & CURL_POLL_OUT)
         events |= UV_WRITABLE;
+    if (events == 0)
+        return uv_poll_stop(&s->poll) == 0 ? 0 : -1;
     return uv_poll_start(&s->poll, events, on_poll) == 0 ? 0 : -1;
 }
 

@@ -32,7 +32,13 @@ enum sl_upstream_failure {
 const char *sl_upstream_failure_name(enum sl_upstream_failure f);
 
 /* What to send. Everything is copied by sl_upstream_start except body,
- * which must stay valid until on_done (or sl_upstream_cancel). */
+ * which must stay valid until on_done (or sl_upstream_cancel).
+ * Headers go out as given, except the ones framing and connection
+ * management own (Content-Length, Transfer-Encoding, Expect, Connection,
+ * Keep-Alive, Proxy-Connection, Upgrade, TE), which are dropped; curl adds
+ * nothing of its own (no Accept, no form Content-Type, no Expect). A name
+ * that is not a token or a value with CR, LF or NUL makes start fail with
+ * SL_EINVAL. */
 struct sl_upstream_request {
     const char *method; /* "POST", "GET", ... */
     const char *url;    /* absolute http:// or https:// URL, NUL-terminated */
@@ -50,7 +56,10 @@ struct sl_upstream_request {
 
 /*
  * Callbacks, all on the loop's thread. `data` is the pointer given to
- * sl_upstream_start. None is called after sl_upstream_cancel.
+ * sl_upstream_start. None is called after sl_upstream_cancel. From inside
+ * any of them the caller may start, pause, resume and cancel transfers and
+ * close the upstream; none of these functions ever calls back before it
+ * returns.
  */
 struct sl_upstream_callbacks {
     /* The final response's status and headers (1xx interim responses are
@@ -61,21 +70,30 @@ struct sl_upstream_callbacks {
      * pause the transfer until sl_upstream_resume; the bytes given are
      * consumed either way. */
     bool (*on_body)(void *data, const char *bytes, size_t len);
-    /* The transfer is over: failure SL_UPSTREAM_OK when the whole response
-     * arrived; otherwise why it failed, and message says it for humans
-     * (never containing request headers). The transfer is freed right after. */
+    /* The transfer is over: failure SL_UPSTREAM_OK (message "ok") when the
+     * whole response arrived; otherwise why it failed, and message says it
+     * for humans, naming host:port (never request headers, path or query).
+     * It may come while paused once every body byte was delivered. The
+     * transfer is freed right after. */
     void (*on_done)(void *data, enum sl_upstream_failure failure, const char *message);
 };
 
+/* Also initialises libcurl for the process on first use (any thread). */
 int sl_upstream_new(uv_loop_t *loop, struct sl_upstream **out);
 /* Cancel every transfer (no callbacks), close every handle; on_closed runs
  * when the loop no longer needs to run for this upstream; then it is freed. */
 void sl_upstream_close(struct sl_upstream *u, void (*on_closed)(void *data), void *data);
 
+/* 0 and *out, or SL_EINVAL (bad request fields), SL_ENOMEM, SL_EIO (curl
+ * refused), SL_ESTATE (closing). Once it returned 0, on_done runs exactly
+ * once unless the transfer is cancelled or the upstream closed. */
 int sl_upstream_start(struct sl_upstream *u, const struct sl_upstream_request *r,
                       const struct sl_upstream_callbacks *cb, void *data,
                       struct sl_upstream_xfer **out);
-/* Flow control: stop / restart reading the response body. */
+/* Flow control: stop / restart reading the response body. Pausing takes
+ * effect at the next body bytes; after resume, body bytes flow again from
+ * the next loop turn (never from inside sl_upstream_resume). The idle
+ * timeout does not count while paused. */
 void sl_upstream_pause(struct sl_upstream_xfer *x);
 void sl_upstream_resume(struct sl_upstream_xfer *x);
 /* Abandon the transfer at once: its connection is closed (not reused), no

@@ -466,9 +466,7 @@ static bool deliver_response(struct sl_upstream_xfer *x)
         p = nl + 1;
     }
     set_state(x, SL_XFER_RECEIVING);
-    x->in_cb = true;
     x->cb.on_response(x->data, x->status, h, x->n_head);
-    x->in_cb = false;
     if (h != local && h != NULL)
         free(h);
     /* A stream may live for minutes: keep nothing of its head. */
@@ -572,9 +570,7 @@ static size_t on_write(char *bytes, size_t size, size_t nitems, void *ud)
     if (seen == n)
         return n;
     x->last_active = uv_now(x->u->loop);
-    x->in_cb = true;
     bool more = x->cb.on_body(x->data, bytes + seen, n - seen);
-    x->in_cb = false;
     if (x->state == SL_XFER_CANCELLED)
         return CURL_WRITEFUNC_ERROR;
     if (!more || x->paused) {
@@ -887,8 +883,11 @@ void sl_upstream_cancel(struct sl_upstream_xfer *x)
         return; /* done (inside on_done) or already cancelled */
     struct sl_upstream *u = x->u;
     sl_xfer_abandon(x);
-    if (u->in_curl > 0)
-        sl_upstream_todo(u, x); /* curl is on the stack: reap when it returns */
-    else
+    if (u->in_curl > 0 || x->todo_queued) {
+        /* curl is on the stack (or settle already holds x): reap afterwards. */
+        sl_upstream_todo(u, x);
+        sl_upstream_settle(u);
+    } else {
         sl_xfer_reap(x);
+    }
 }
