@@ -121,7 +121,10 @@ static int quoted(struct sl_buf *b, const char *s)
     return rc | LIT(b, "\"");
 }
 
-static void list_faults(struct sl_sim *sim, struct sl_http_request *req)
+/* Answers {"endpoints":{"NAME":{...},...}}, members writing what is inside the braces
+ * of each endpoint. */
+static void respond_per_endpoint(struct sl_sim *sim, struct sl_http_request *req,
+                                 int (*members)(struct sl_buf *b, struct sl_sim_endpoint *ep))
 {
     struct sl_buf b;
     sl_buf_init(&b);
@@ -131,53 +134,58 @@ static void list_faults(struct sl_sim *sim, struct sl_http_request *req)
         if (i)
             rc |= LIT(&b, ",");
         rc |= quoted(&b, ep->cfg->name);
-        rc |= LIT(&b, ":{\"runtime\":");
-        uv_mutex_lock(&ep->fault_lock);
-        rc |= sl_sim_rules_append_json(&b, ep->runtime, ep->n_runtime);
-        rc |= LIT(&b, ",\"config\":");
-        rc |= sl_sim_rules_append_json(&b, ep->config_rules, ep->n_config_rules);
-        uv_mutex_unlock(&ep->fault_lock);
+        rc |= LIT(&b, ":{");
+        rc |= members(&b, ep);
         rc |= LIT(&b, "}");
     }
     rc |= LIT(&b, "}}");
     respond_json(req, 200, &b, rc);
 }
 
+static int fault_members(struct sl_buf *b, struct sl_sim_endpoint *ep)
+{
+    int rc = LIT(b, "\"runtime\":");
+    uv_mutex_lock(&ep->fault_lock);
+    rc |= sl_sim_rules_append_json(b, ep->runtime, ep->n_runtime);
+    rc |= LIT(b, ",\"config\":");
+    rc |= sl_sim_rules_append_json(b, ep->config_rules, ep->n_config_rules);
+    uv_mutex_unlock(&ep->fault_lock);
+    return rc;
+}
+
+static void list_faults(struct sl_sim *sim, struct sl_http_request *req)
+{
+    respond_per_endpoint(sim, req, fault_members);
+}
+
+static int stats_members(struct sl_buf *b, struct sl_sim_endpoint *ep)
+{
+    int rc = LIT(b, "\"flavor\":");
+    rc |= quoted(b, ep->cfg->flavor == SL_SIM_FLAVOR_AZURE ? "azure" : "openai");
+    rc |= LIT(b, ",\"region\":");
+    rc |= quoted(b, ep->cfg->region);
+    uint64_t last = atomic_load_explicit(&ep->last_request_ms, memory_order_relaxed);
+    if (last)
+        rc |= sl_buf_appendf(b, ",\"last_request_at\":%llu.%03llu",
+                             (unsigned long long)(last / 1000), (unsigned long long)(last % 1000));
+    else
+        rc |= LIT(b, ",\"last_request_at\":null");
+    rc |= LIT(b, ",\"unrouted\":");
+    rc |= sl_sim_counters_append_json(b, &ep->stats);
+    rc |= LIT(b, ",\"deployments\":{");
+    for (size_t d = 0; d < ep->cfg->n_deployments; d++) {
+        if (d)
+            rc |= LIT(b, ",");
+        rc |= quoted(b, ep->cfg->deployments[d].name);
+        rc |= LIT(b, ":");
+        rc |= sl_sim_counters_append_json(b, &ep->deployments[d].stats);
+    }
+    return rc | LIT(b, "}");
+}
+
 static void stats(struct sl_sim *sim, struct sl_http_request *req)
 {
-    struct sl_buf b;
-    sl_buf_init(&b);
-    int rc = LIT(&b, "{\"endpoints\":{");
-    for (size_t i = 0; i < sim->n_endpoints; i++) {
-        struct sl_sim_endpoint *ep = &sim->endpoints[i];
-        if (i)
-            rc |= LIT(&b, ",");
-        rc |= quoted(&b, ep->cfg->name);
-        rc |= LIT(&b, ":{\"flavor\":");
-        rc |= quoted(&b, ep->cfg->flavor == SL_SIM_FLAVOR_AZURE ? "azure" : "openai");
-        rc |= LIT(&b, ",\"region\":");
-        rc |= quoted(&b, ep->cfg->region);
-        uint64_t last = atomic_load_explicit(&ep->last_request_ms, memory_order_relaxed);
-        if (last)
-            rc |= sl_buf_appendf(&b, ",\"last_request_at\":%llu.%03llu",
-                                 (unsigned long long)(last / 1000),
-                                 (unsigned long long)(last % 1000));
-        else
-            rc |= LIT(&b, ",\"last_request_at\":null");
-        rc |= LIT(&b, ",\"unrouted\":");
-        rc |= sl_sim_counters_append_json(&b, &ep->stats);
-        rc |= LIT(&b, ",\"deployments\":{");
-        for (size_t d = 0; d < ep->cfg->n_deployments; d++) {
-            if (d)
-                rc |= LIT(&b, ",");
-            rc |= quoted(&b, ep->cfg->deployments[d].name);
-            rc |= LIT(&b, ":");
-            rc |= sl_sim_counters_append_json(&b, &ep->deployments[d].stats);
-        }
-        rc |= LIT(&b, "}}");
-    }
-    rc |= LIT(&b, "}}");
-    respond_json(req, 200, &b, rc);
+    respond_per_endpoint(sim, req, stats_members);
 }
 
 static void ok(struct sl_http_request *req)

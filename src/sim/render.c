@@ -133,22 +133,39 @@ static int envelope(struct sl_buf *b, struct sl_sim_call *c, const char *object)
     return rc;
 }
 
-int sl_sim_render_chat(struct sl_buf *b, struct sl_sim_call *c)
+/* Writes the members of choice i of a chat completion before its logprobs. */
+static int chat_choice(struct sl_buf *b, size_t i, struct sl_str text)
+{
+    int rc = num(b, i ? ",{\"index\":" : "{\"index\":", i);
+    rc |= LIT(b, ",\"message\":{\"role\":\"assistant\",\"content\":");
+    rc |= quoted(b, text);
+    return rc | LIT(b, ",\"refusal\":null,\"annotations\":[]}");
+}
+
+/* Writes the members of choice i of a text completion before its logprobs. */
+static int text_choice(struct sl_buf *b, size_t i, struct sl_str text)
+{
+    int rc = SL_SIM_CSTR(b, i ? ",{\"text\":" : "{\"text\":");
+    rc |= quoted(b, text);
+    return rc | num(b, ",\"index\":", i);
+}
+
+/* A whole (non-streamed) completion of the given object type; choice writes what sets
+ * one choice of that type apart, the rest is common to chat and text completions. */
+static int render_completion(struct sl_buf *b, struct sl_sim_call *c, const char *object,
+                             int (*choice)(struct sl_buf *b, size_t i, struct sl_str text))
 {
     char text[SL_SIM_TEXT_MAX];
     if (plans_alloc(c) != SL_OK)
         return SL_ENOMEM;
-    int rc = envelope(b, c, "chat.completion");
+    int rc = envelope(b, c, object);
     rc |= LIT(b, ",\"choices\":[");
     c->completion_tokens = 0;
     for (size_t i = 0; i < c->n_choices; i++) {
         plan_choice(c, i, text);
         c->completion_tokens += c->plans[i].tokens;
-        rc |= num(b, i ? ",{\"index\":" : "{\"index\":", i);
-        rc |= LIT(b, ",\"message\":{\"role\":\"assistant\",\"content\":");
-        rc |= quoted(b, (struct sl_str){text, c->plans[i].bytes});
-        rc |=
-            LIT(b, ",\"refusal\":null,\"annotations\":[]},\"logprobs\":null,\"finish_reason\":\"");
+        rc |= choice(b, i, (struct sl_str){text, c->plans[i].bytes});
+        rc |= LIT(b, ",\"logprobs\":null,\"finish_reason\":\"");
         rc |= sl_buf_append_str(b, sl_str_from_cstr(sl_sim_finish_name(c->plans[i].finish)));
         rc |= LIT(b, "\"");
         if (c->azure) {
@@ -167,37 +184,14 @@ int sl_sim_render_chat(struct sl_buf *b, struct sl_sim_call *c)
     return rc ? SL_ENOMEM : SL_OK;
 }
 
+int sl_sim_render_chat(struct sl_buf *b, struct sl_sim_call *c)
+{
+    return render_completion(b, c, "chat.completion", chat_choice);
+}
+
 int sl_sim_render_completions(struct sl_buf *b, struct sl_sim_call *c)
 {
-    char text[SL_SIM_TEXT_MAX];
-    if (plans_alloc(c) != SL_OK)
-        return SL_ENOMEM;
-    int rc = envelope(b, c, "text_completion");
-    rc |= LIT(b, ",\"choices\":[");
-    c->completion_tokens = 0;
-    for (size_t i = 0; i < c->n_choices; i++) {
-        plan_choice(c, i, text);
-        c->completion_tokens += c->plans[i].tokens;
-        rc |= SL_SIM_CSTR(b, i ? ",{\"text\":" : "{\"text\":");
-        rc |= quoted(b, (struct sl_str){text, c->plans[i].bytes});
-        rc |= num(b, ",\"index\":", i);
-        rc |= LIT(b, ",\"logprobs\":null,\"finish_reason\":\"");
-        rc |= sl_buf_append_str(b, sl_str_from_cstr(sl_sim_finish_name(c->plans[i].finish)));
-        rc |= LIT(b, "\"");
-        if (c->azure) {
-            rc |= LIT(b, ",");
-            rc |= LIT(b, FILTER_CHOICE);
-        }
-        rc |= LIT(b, "}");
-    }
-    rc |= LIT(b, "],");
-    rc |= usage_chat(b, c);
-    if (c->azure) {
-        rc |= LIT(b, ",");
-        rc |= prompt_filters(b, c);
-    }
-    rc |= LIT(b, "}");
-    return rc ? SL_ENOMEM : SL_OK;
+    return render_completion(b, c, "text_completion", text_choice);
 }
 
 int sl_sim_render_embeddings(struct sl_buf *b, struct sl_sim_call *c)

@@ -1,17 +1,11 @@
 /* The gateway's sections (backends, routes, clients): every value as loaded
  * and resolved, every mistake with its exact position, hashing of client
  * keys, route and client lookups, and the example file. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <cmocka.h>
-
-#include "config/config.h"
+#include "config_test.h"
 
 /* sha256("sluice-dev-key") and sha256("abc"), as the file holds them. */
 #define DEV_HASH "sha256:f8f3fb39d80a5e70db8cf57f3592d6ad263ea2e049f6c0cc09bf0ad75deb41c4"
@@ -20,62 +14,6 @@
 #define CA_FILE "tests/unit/config/ca.pem"
 #define X16 "xxxxxxxxxxxxxxxx"
 #define X128 X16 X16 X16 X16 X16 X16 X16 X16
-
-static struct sl_config_errors errs;
-
-static int setup(void **state)
-{
-    sl_config_errors_init(&errs);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    sl_config_errors_dispose(&errs);
-    return 0;
-}
-
-static struct sl_config *load_ok(const char *yaml)
-{
-    struct sl_config *c = NULL;
-    int err = sl_config_load_buffer("t.yaml", yaml, strlen(yaml), &c, &errs);
-    if (err != SL_OK) {
-        sl_config_errors_print(&errs, stderr);
-        fail_msg("load failed: %s", sl_strerror(err));
-    }
-    assert_non_null(c);
-    return c;
-}
-
-static void load_bad(const char *yaml)
-{
-    struct sl_config *c = (struct sl_config *)1;
-    sl_config_errors_dispose(&errs);
-    assert_int_equal(sl_config_load_buffer("t.yaml", yaml, strlen(yaml), &c, &errs), SL_EINVAL);
-    assert_null(c);
-    assert_true(errs.n > 0);
-}
-
-/* Asserts that an error at line:col for path says msg (a substring). */
-static void expect_error(unsigned line, unsigned col, const char *path, const char *msg)
-{
-    for (size_t i = 0; i < errs.n; i++) {
-        const struct sl_config_error *e = &errs.items[i];
-        if (e->line == line && e->col == col && strcmp(e->path, path) == 0 &&
-            strstr(e->message, msg) != NULL)
-            return;
-    }
-    sl_config_errors_print(&errs, stderr);
-    fail_msg("no error %u:%u %s: ...%s...", line, col, path, msg);
-}
-
-static void expect_errors(size_t n)
-{
-    if (errs.n != n) {
-        sl_config_errors_print(&errs, stderr);
-        fail_msg("%zu errors, want %zu", errs.n, n);
-    }
-}
 
 /* No error message may hold secret. */
 static void expect_not_said(const char *secret)
@@ -224,11 +162,11 @@ static void test_full(void **state)
         0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad,
     };
     assert_memory_equal(cl->key_hashes[0], abc, 32);
-    expect_digest(cl->key_hashes[1], DEV_HASH + 7);
+    expect_digest(cl->key_hashes[1], &DEV_HASH[7]);
     cl = &c->clients[1];
     assert_string_equal(cl->name, "search");
     assert_int_equal(cl->n_keys, 1); /* one key is a one-element list */
-    expect_digest(cl->key_hashes[0], ONES_HASH + 7);
+    expect_digest(cl->key_hashes[0], &ONES_HASH[7]);
     sl_config_unref(c); /* ASan: key_hashes and route_order are freed with the rest */
 }
 

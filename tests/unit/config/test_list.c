@@ -1,15 +1,10 @@
 /* The list-of-mappings mechanism (what `backends:` and `routes:` will use),
  * through a small schema that exists only in this test. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <cmocka.h>
-
 #include "config/schema.h"
+#include "config_test.h"
 
 /* One entry of the test list. Owns name and url. */
 struct test_backend {
@@ -116,38 +111,23 @@ static const struct sl_cfg_schema root_schema = {
     .size = sizeof(struct test_root),
 };
 
-static struct sl_config_errors errs;
 static struct test_root root;
 
-static int setup(void **state)
+static int setup_root(void **state)
 {
-    sl_config_errors_init(&errs);
     memset(&root, 0, sizeof(root));
-    return 0;
+    return setup(state);
 }
 
-static int teardown(void **state)
+static int teardown_root(void **state)
 {
     sl_cfg_dispose_fields(&root_schema, &root);
-    sl_config_errors_dispose(&errs);
-    return 0;
+    return teardown(state);
 }
 
 static int load(const char *yaml)
 {
     return sl_cfg_load_schema(&root_schema, "t.yaml", yaml, strlen(yaml), &root, &errs);
-}
-
-static void expect_error(unsigned line, unsigned col, const char *path, const char *msg)
-{
-    for (size_t i = 0; i < errs.n; i++) {
-        const struct sl_config_error *e = &errs.items[i];
-        if (e->line == line && e->col == col && strcmp(e->path, path) == 0 &&
-            strstr(e->message, msg) != NULL)
-            return;
-    }
-    sl_config_errors_print(&errs, stderr);
-    fail_msg("no error %u:%u %s: ...%s...", line, col, path, msg);
 }
 
 static void test_list_ok(void **state)
@@ -309,13 +289,13 @@ static void test_list_reference(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_list_ok, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_list_empty, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_list_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_list_kinds, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_string_list, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_string_list_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_list_reference, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_ok, setup_root, teardown_root),
+        cmocka_unit_test_setup_teardown(test_list_empty, setup_root, teardown_root),
+        cmocka_unit_test_setup_teardown(test_list_errors, setup_root, teardown_root),
+        cmocka_unit_test_setup_teardown(test_list_kinds, setup_root, teardown_root),
+        cmocka_unit_test_setup_teardown(test_string_list, setup_root, teardown_root),
+        cmocka_unit_test_setup_teardown(test_string_list_errors, setup_root, teardown_root),
+        cmocka_unit_test_setup_teardown(test_list_reference, setup_root, teardown_root),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,70 +1,10 @@
 /* Loading struct sl_config from YAML: defaults, every kind of mistake with
  * its exact position, env interpolation, hostile YAML and refcounting. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <cmocka.h>
-
-#include "config/config.h"
-
-static struct sl_config_errors errs;
-
-static int setup(void **state)
-{
-    sl_config_errors_init(&errs);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    sl_config_errors_dispose(&errs);
-    return 0;
-}
-
-static void dump_errors(void)
-{
-    sl_config_errors_print(&errs, stderr);
-}
-
-static struct sl_config *load_ok(const char *yaml)
-{
-    struct sl_config *c = NULL;
-    int err = sl_config_load_buffer("t.yaml", yaml, strlen(yaml), &c, &errs);
-    if (err != SL_OK) {
-        dump_errors();
-        fail_msg("load failed: %s", sl_strerror(err));
-    }
-    assert_non_null(c);
-    return c;
-}
-
-static void load_bad(const char *yaml)
-{
-    struct sl_config *c = (struct sl_config *)1;
-    assert_int_equal(sl_config_load_buffer("t.yaml", yaml, strlen(yaml), &c, &errs), SL_EINVAL);
-    assert_null(c);
-    assert_true(errs.n > 0);
-}
-
-/* Asserts that an error at line:col for path says msg (a substring). */
-static void expect_error(unsigned line, unsigned col, const char *path, const char *msg)
-{
-    for (size_t i = 0; i < errs.n; i++) {
-        const struct sl_config_error *e = &errs.items[i];
-        if (e->line == line && e->col == col && strcmp(e->path, path) == 0 &&
-            strstr(e->message, msg) != NULL) {
-            assert_string_equal(e->file, "t.yaml");
-            return;
-        }
-    }
-    dump_errors();
-    fail_msg("no error %u:%u %s: ...%s...", line, col, path, msg);
-}
+#include "config_test.h"
 
 static void test_defaults(void **state)
 {
@@ -423,7 +363,7 @@ static void test_file(void **state)
     c = NULL;
     int err = sl_config_load_file("examples/sluice.yaml", &c, &errs);
     if (err)
-        dump_errors();
+        sl_config_errors_print(&errs, stderr);
     assert_int_equal(err, SL_OK);
     assert_string_equal(c->source, "examples/sluice.yaml");
     sl_config_unref(c);

@@ -1,16 +1,11 @@
 /* docs/config.md must be what the schema generates, and the schema itself
  * must be consistent (every default valid, every field documented). */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <cmocka.h>
-
 #include "config/schema.h"
+#include "config_test.h"
 
 static const char doc_path[] = "docs/config.md";
 
@@ -147,16 +142,8 @@ static void test_schema_consistent(void **state)
         "clients: [{name: c, keys: "
         "'sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad'}]\n",
     };
-    for (size_t i = 0; i < SL_ARRAY_LEN(minimal); i++) {
-        struct sl_config *c = NULL;
-        struct sl_config_errors errs;
-        sl_config_errors_init(&errs);
-        int err = sl_config_load_buffer("minimal", minimal[i], strlen(minimal[i]), &c, &errs);
-        sl_config_errors_print(&errs, stderr);
-        assert_int_equal(err, SL_OK);
-        sl_config_unref(c);
-        sl_config_errors_dispose(&errs);
-    }
+    for (size_t i = 0; i < SL_ARRAY_LEN(minimal); i++)
+        sl_config_unref(load_ok(minimal[i]));
 }
 
 static void test_reference_shape(void **state)
@@ -207,7 +194,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_doc_is_current),
-        cmocka_unit_test(test_schema_consistent),
+        cmocka_unit_test_setup_teardown(test_schema_consistent, setup, teardown),
         cmocka_unit_test(test_reference_shape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

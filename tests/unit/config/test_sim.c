@@ -1,73 +1,11 @@
 /* The `simulator:` section: every value as loaded, every mistake with its
  * exact position, the checks across sections, the built-in simulator
  * configuration and the example file. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <cmocka.h>
-
-#include "config/config.h"
-
-static struct sl_config_errors errs;
-
-static int setup(void **state)
-{
-    sl_config_errors_init(&errs);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    sl_config_errors_dispose(&errs);
-    return 0;
-}
-
-static struct sl_config *load_ok(const char *yaml)
-{
-    struct sl_config *c = NULL;
-    int err = sl_config_load_buffer("t.yaml", yaml, strlen(yaml), &c, &errs);
-    if (err != SL_OK) {
-        sl_config_errors_print(&errs, stderr);
-        fail_msg("load failed: %s", sl_strerror(err));
-    }
-    assert_non_null(c);
-    return c;
-}
-
-static void load_bad(const char *yaml)
-{
-    struct sl_config *c = (struct sl_config *)1;
-    sl_config_errors_dispose(&errs);
-    assert_int_equal(sl_config_load_buffer("t.yaml", yaml, strlen(yaml), &c, &errs), SL_EINVAL);
-    assert_null(c);
-    assert_true(errs.n > 0);
-}
-
-/* Asserts that an error at line:col for path says msg (a substring). */
-static void expect_error(unsigned line, unsigned col, const char *path, const char *msg)
-{
-    for (size_t i = 0; i < errs.n; i++) {
-        const struct sl_config_error *e = &errs.items[i];
-        if (e->line == line && e->col == col && strcmp(e->path, path) == 0 &&
-            strstr(e->message, msg) != NULL)
-            return;
-    }
-    sl_config_errors_print(&errs, stderr);
-    fail_msg("no error %u:%u %s: ...%s...", line, col, path, msg);
-}
-
-static void expect_errors(size_t n)
-{
-    if (errs.n != n) {
-        sl_config_errors_print(&errs, stderr);
-        fail_msg("%zu errors, want %zu", errs.n, n);
-    }
-}
+#include "config_test.h"
 
 static void test_no_simulator(void **state)
 {

@@ -8,28 +8,16 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../net_test.h"
 #include "http/http.h"
 
 static atomic_int ran;
 static atomic_uint seen_workers; /* bit per worker index */
-
-static uint16_t free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(sa);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
 
 static void on_request(struct sl_http_request *req, void *data)
 {
@@ -67,12 +55,9 @@ static void test_broadcast_and_shutdown(void **state)
 static void test_port_in_use_is_reported(void **state)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(sa);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    uint16_t port = bind_loopback(fd);
     assert_int_equal(listen(fd, 1), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    struct sl_config_addr addr = {"127.0.0.1", ntohs(sa.sin_port)};
+    struct sl_config_addr addr = {"127.0.0.1", port};
     struct sl_config_limits limits = {16384, 1 << 20, 5000, 5000, 5000, 1000, 100};
     struct sl_http_site site = {&addr, 1, "test", on_request, NULL};
     struct sl_http_runner_options opts = {
