@@ -10,19 +10,17 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Response headers that describe the backend's hop, or that sluice sets itself. */
-static bool drop_response_header(struct sl_str name)
+/* Response headers sluice sets itself, or that only describe the backend's hop. */
+static bool drop_response_header(struct sl_str name, const struct sl_http_header *all, size_t n)
 {
     static const struct sl_str drop[] = {
-        SL_STR("connection"), SL_STR("keep-alive"),     SL_STR("proxy-connection"),
-        SL_STR("te"),         SL_STR("trailer"),        SL_STR("transfer-encoding"),
-        SL_STR("upgrade"),    SL_STR("content-length"), SL_STR("date"),
-        SL_STR("server"),     SL_STR("x-request-id"),   SL_STR("alt-svc"),
+        SL_STR("content-length"), SL_STR("date"),    SL_STR("server"),
+        SL_STR("x-request-id"),   SL_STR("alt-svc"),
     };
     for (size_t i = 0; i < SL_ARRAY_LEN(drop); i++)
         if (sl_str_eq_ci(name, drop[i]))
             return true;
-    return false;
+    return sl_proxy_hop_by_hop(name, all, n);
 }
 
 static void finish(struct sl_proxy_call *call)
@@ -76,7 +74,7 @@ static void on_response(void *data, int status, const struct sl_http_header *hea
     for (size_t i = 0; out && i < n; i++) {
         if (sl_str_eq_ci(headers[i].name, SL_STR("content-length")))
             has_length = sl_str_to_u64(headers[i].value, &length) == SL_OK;
-        if (!drop_response_header(headers[i].name))
+        if (!drop_response_header(headers[i].name, headers, n))
             out[m++] = headers[i];
     }
     if (out && call->cfg->backend_header)

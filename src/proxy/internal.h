@@ -16,6 +16,7 @@ struct sl_proxy_target {
     enum sl_proxy_surface surface;
     struct sl_str name; /* deployment (Azure path) or body `model`; empty when none */
     struct sl_str rest; /* path after the deployment, after v1/, or after /openai/ */
+    bool stateful;      /* responses, assistants, threads, files, batches, vector stores */
 };
 
 /*
@@ -39,6 +40,10 @@ struct sl_proxy_call {
     int in_callback;               /* inside an upstream callback */
     bool finish_pending;           /* the client went away during a callback */
 };
+
+/* True for a header that only describes one hop: the standard ones, and
+ * those named by a Connection header among headers[0..n) (headers.c). */
+bool sl_proxy_hop_by_hop(struct sl_str name, const struct sl_http_header *headers, size_t n);
 
 /* Send the call upstream and stream the answer back (forward.c). */
 void sl_proxy_forward(struct sl_proxy_call *call);

@@ -35,6 +35,47 @@ static struct sl_str str_after(struct sl_str s, size_t n)
     return (struct sl_str){s.base + n, s.len - n};
 }
 
+/*
+ * A path a backend (or anything between) could read differently from us is
+ * refused: empty, "." and ".." segments, and percent-encoded '.', '/' or '\\',
+ * which some servers decode before routing. Otherwise the rest of a path
+ * could step out of the deployment the route checked.
+ */
+static bool path_is_plain(struct sl_str path)
+{
+    for (size_t i = 0; i < path.len; i++) {
+        char c = path.base[i];
+        if (c == '%' && i + 2 < path.len) {
+            char h = path.base[i + 1], l = (char)(path.base[i + 2] | 0x20);
+            if ((h == '2' && (l == 'e' || l == 'f')) || (h == '5' && l == 'c'))
+                return false;
+        }
+        if (c == '\\')
+            return false;
+        if (c != '/')
+            continue;
+        size_t seg = i + 1, end = seg;
+        while (end < path.len && path.base[end] != '/')
+            end++;
+        size_t n = end - seg;
+        bool last = end == path.len;
+        if ((n == 0 && !last) || (n == 1 && path.base[seg] == '.') ||
+            (n == 2 && path.base[seg] == '.' && path.base[seg + 1] == '.'))
+            return false;
+    }
+    return true;
+}
+
+static bool is_stateful(struct sl_str rest)
+{
+    for (size_t i = 0; i < SL_ARRAY_LEN(resource_paths); i++) {
+        struct sl_str r = resource_paths[i];
+        if (sl_str_starts_with(rest, r) && (rest.len == r.len || rest.base[r.len] == '/'))
+            return true;
+    }
+    return false;
+}
+
 /* Which API surface the path belongs to; SL_ENOTFOUND when none. */
 static int classify(struct sl_str path, struct sl_proxy_target *t)
 {
@@ -53,23 +94,20 @@ static int classify(struct sl_str path, struct sl_proxy_target *t)
     if (sl_str_starts_with(path, SL_STR("/openai/v1/"))) {
         t->surface = SL_PROXY_V1;
         t->rest = str_after(path, 11);
+        t->stateful = is_stateful(t->rest);
         return t->rest.len ? SL_OK : SL_ENOTFOUND;
     }
     if (sl_str_starts_with(path, SL_STR("/v1/"))) {
         t->surface = SL_PROXY_V1;
         t->rest = str_after(path, 4);
+        t->stateful = is_stateful(t->rest);
         return t->rest.len ? SL_OK : SL_ENOTFOUND;
     }
-    if (sl_str_starts_with(path, SL_STR("/openai/"))) {
-        struct sl_str rest = str_after(path, 8);
-        for (size_t i = 0; i < SL_ARRAY_LEN(resource_paths); i++) {
-            struct sl_str r = resource_paths[i];
-            if (sl_str_starts_with(rest, r) && (rest.len == r.len || rest.base[r.len] == '/')) {
-                t->surface = SL_PROXY_RESOURCE;
-                t->rest = rest;
-                return SL_OK;
-            }
-        }
+    if (sl_str_starts_with(path, SL_STR("/openai/")) && is_stateful(str_after(path, 8))) {
+        t->surface = SL_PROXY_RESOURCE;
+        t->rest = str_after(path, 8);
+        t->stateful = true;
+        return SL_OK;
     }
     return SL_ENOTFOUND;
 }
@@ -187,30 +225,18 @@ static char *build_url(struct sl_http_request *req, const struct sl_proxy_target
     return url;
 }
 
-/* Request headers that describe this hop, or that sluice replaces. */
-static bool drop_request_header(struct sl_str name)
+/* Request headers sluice replaces or must not pass on. */
+static bool drop_request_header(struct sl_str name, const struct sl_http_request_head *h)
 {
     static const struct sl_str drop[] = {
-        SL_STR("connection"),
-        SL_STR("keep-alive"),
-        SL_STR("proxy-connection"),
-        SL_STR("proxy-authorization"),
-        SL_STR("te"),
-        SL_STR("trailer"),
-        SL_STR("transfer-encoding"),
-        SL_STR("upgrade"),
-        SL_STR("host"),
-        SL_STR("content-length"),
-        SL_STR("expect"),
-        SL_STR("api-key"),
-        SL_STR("authorization"),
-        SL_STR("accept-encoding"),
+        SL_STR("host"),         SL_STR("content-length"), SL_STR("expect"),
+        SL_STR("api-key"),      SL_STR("authorization"),  SL_STR("accept-encoding"),
         SL_STR("x-request-id"),
     };
     for (size_t i = 0; i < SL_ARRAY_LEN(drop); i++)
         if (sl_str_eq_ci(name, drop[i]))
             return true;
-    return false;
+    return sl_proxy_hop_by_hop(name, h->headers, h->n_headers);
 }
 
 static int build_headers(struct sl_proxy_call *call)
@@ -222,7 +248,7 @@ static int build_headers(struct sl_proxy_call *call)
     if (hs == NULL)
         return SL_ENOMEM;
     for (size_t i = 0; i < req->head.n_headers; i++)
-        if (!drop_request_header(req->head.headers[i].name))
+        if (!drop_request_header(req->head.headers[i].name, &req->head))
             hs[n++] = req->head.headers[i];
     hs[n++] = (struct sl_http_header){SL_STR("x-request-id"), sl_str_from_cstr(req->id)};
     if (b->api_key) {
@@ -268,12 +294,33 @@ static int prepare_body(struct sl_proxy_call *call, json_t *doc)
     return SL_OK;
 }
 
+/* The body as a JSON object, or NULL after answering 400. */
+static json_t *parse_body(struct sl_http_request *req)
+{
+    json_error_t jerr;
+    json_t *doc = json_loadb(req->body.base, req->body.len, 0, &jerr);
+    if (doc == NULL || !json_is_object(doc)) {
+        json_decref(doc);
+        sl_http_respond_error(req, 400, "BadRequest",
+                              "the request body is not a JSON object; it must be one, with the "
+                              "model to use in `model`");
+        return NULL;
+    }
+    return doc;
+}
+
 void sl_proxy_on_request(struct sl_http_request *req, void *data)
 {
     const struct sl_config *cfg = data;
     struct sl_proxy_target t;
     json_t *doc = NULL;
 
+    if (!path_is_plain(req->head.path)) {
+        sl_http_respond_error(req, 400, "BadRequest",
+                              "the path has an empty, '.' or '..' segment, or an encoded '.', "
+                              "'/' or '\\'; send it in plain form");
+        return;
+    }
     if (classify(req->head.path, &t) != SL_OK) {
         sl_http_respond_error(req, 404, "NotFound",
                               "this path is not served by the gateway; see docs/api.md");
@@ -300,15 +347,8 @@ void sl_proxy_on_request(struct sl_http_request *req, void *data)
     }
     /* v1 and resource paths name their model in the JSON body. */
     if (t.surface != SL_PROXY_AZURE && req->body.len) {
-        json_error_t jerr;
-        doc = json_loadb(req->body.base, req->body.len, 0, &jerr);
-        if (doc == NULL || !json_is_object(doc)) {
-            json_decref(doc);
-            sl_http_respond_error(req, 400, "BadRequest",
-                                  "the request body is not a JSON object; it must be one, with "
-                                  "the model to use in `model`");
+        if ((doc = parse_body(req)) == NULL)
             return;
-        }
         json_t *m = json_object_get(doc, "model");
         if (m && !json_is_string(m)) {
             json_decref(doc);
@@ -321,7 +361,7 @@ void sl_proxy_on_request(struct sl_http_request *req, void *data)
     const struct sl_config_route *route = NULL;
     if (t.name.len) {
         route = sl_config_find_route(cfg, t.name);
-    } else if (t.surface == SL_PROXY_V1) {
+    } else if (!t.stateful) {
         json_decref(doc);
         sl_http_respond_error(req, 400, "BadRequest",
                               "the request names no model: set `model` in the body to one of the "
@@ -337,6 +377,12 @@ void sl_proxy_on_request(struct sl_http_request *req, void *data)
         respond_no_route(req, t.name);
         return;
     }
+    const struct sl_config_backend *backend = &cfg->backends[route->backend_index];
+    if (doc == NULL && backend->type == SL_BACKEND_OPENAI && req->body.len) {
+        /* An OpenAI-style backend reads the model from the body: it must be set there. */
+        if ((doc = parse_body(req)) == NULL)
+            return;
+    }
     struct sl_proxy_call *call = sl_arena_alloc(req->arena, sizeof(*call));
     if (call == NULL) {
         json_decref(doc);
@@ -348,7 +394,7 @@ void sl_proxy_on_request(struct sl_http_request *req, void *data)
     call->cfg = cfg;
     call->target = t;
     call->route = route;
-    call->backend = &cfg->backends[route->backend_index];
+    call->backend = backend;
     call->url = build_url(req, &t, route, call->backend);
     int err = call->url ? prepare_body(call, doc) : SL_ENOMEM;
     json_decref(doc); /* the name view into it is no longer needed */
@@ -360,8 +406,8 @@ void sl_proxy_on_request(struct sl_http_request *req, void *data)
         return;
     }
     if (route->log_payloads)
-        sl_log_info("payload request_id=%s route=%s request_body=%.*s", req->id, route->name,
-                    (int)SL_MIN(call->body.len, (size_t)4096), call->body.base);
+        sl_log_debug("payload request_id=%s route=%s request_body=%.*s", req->id, route->name,
+                     (int)SL_MIN(call->body.len, (size_t)4096), call->body.base);
     sl_proxy_forward(call);
 }
 
@@ -377,7 +423,7 @@ void sl_proxy_log_config_warnings(const struct sl_config *cfg)
                         cfg->backends[i].name);
     for (size_t i = 0; i < cfg->n_routes; i++)
         if (cfg->routes[i].log_payloads)
-            sl_log_warn("route %s: log_payloads is on: request bodies (prompts) are written to "
-                        "the log; use only for debugging",
+            sl_log_warn("route %s: log_payloads is on: with log.level debug, request bodies "
+                        "(prompts) are written to the log; use only for debugging",
                         cfg->routes[i].name);
 }
