@@ -213,7 +213,8 @@ void sl_http_finish(struct sl_http_request *req)
                 APPEND_LIT(&c->out, "0\r\n\r\n");
                 c->bytes_total += 5;
             }
-        } else if (c->framing == SL_HTTP_FRAMING_LENGTH && c->body_sent != c->content_length) {
+        } else if (c->framing == SL_HTTP_FRAMING_LENGTH && c->body_sent != c->content_length &&
+                   !req->is_head) {
             /* Cut short: only closing tells the client the body is incomplete. */
             c->keep_alive = false;
         }

@@ -176,6 +176,13 @@ static void on_request(struct sl_http_request *req, void *data)
         f->req = NULL;
         return;
     }
+    if (sl_str_eq(req->head.path, SL_STR("/length-only"))) {
+        /* A HEAD answer as a proxy relays it: the length of a body it never sends. */
+        sl_http_start_response(req, 200, NULL, 0, SL_HTTP_FRAMING_LENGTH, 5);
+        sl_http_finish(req);
+        f->req = NULL;
+        return;
+    }
     if (sl_str_eq(req->head.path, SL_STR("/echo"))) {
         sl_http_respond(req, 200, SL_STR("text/plain"), req->body);
         f->req = NULL;
@@ -306,6 +313,19 @@ static void test_head_has_no_body(void **state)
     free(f.response);
 }
 
+static void test_head_keeps_the_connection(void **state)
+{
+    struct fixture f;
+    run(&f, "HEAD /length-only HTTP/1.1\r\nHost: x\r\n\r\n"
+            "HEAD /length-only HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    run_client(&f);
+    /* Both answered on one connection: the first did not close it. */
+    const char *second = memmem(f.response + 1, f.response_len - 1, "HTTP/1.1 200", 12);
+    assert_non_null(second);
+    assert_null(memmem(f.response, (size_t)(second - f.response), "Connection: close", 17));
+    free(f.response);
+}
+
 static void test_echo_chunked_request_body(void **state)
 {
     struct fixture f;
@@ -382,6 +402,7 @@ int main(void)
         cmocka_unit_test(test_http10_stream_is_close_delimited),
         cmocka_unit_test(test_head_has_no_body),
         cmocka_unit_test(test_echo_chunked_request_body),
+        cmocka_unit_test(test_head_keeps_the_connection),
         cmocka_unit_test(test_abort_cuts_the_stream),
         cmocka_unit_test(test_abort_with_reset),
         cmocka_unit_test(test_pause_refuses_connections),
