@@ -113,12 +113,13 @@ struct sl_http_server {
     void *worker_data;          /* borrowed: the runner's per-worker state */
     struct sl_http_conn *conns; /* owned list */
     size_t n_conns;
-    struct sl_buf log;    /* access-log lines not yet written */
-    uv_check_t log_flush; /* writes `log` once per loop iteration */
+    struct sl_buf log;             /* access-log lines not yet written */
+    uv_check_t log_flush;          /* writes `log` after each poll... */
+    uv_prepare_t log_flush_timers; /* ...and before each poll, for lines from timers */
     bool shutting_down;
     bool timers_closing; /* deadline and log_flush are being closed */
     uv_timer_t deadline;
-    int handles_open; /* listeners, log_flush, deadline */
+    int handles_open; /* listeners, log_flush, log_flush_timers, deadline */
     void (*on_closed)(void *data);
     void *closed_data;
     /* Where heads are parsed; a complete head's headers are then copied

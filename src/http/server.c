@@ -27,6 +27,7 @@ static void maybe_closed(struct sl_http_server *s)
         s->timers_closing = true;
         uv_close((uv_handle_t *)&s->deadline, on_server_handle_closed);
         uv_close((uv_handle_t *)&s->log_flush, on_server_handle_closed);
+        uv_close((uv_handle_t *)&s->log_flush_timers, on_server_handle_closed);
         return;
     }
     if (s->handles_open > 0)
@@ -158,6 +159,11 @@ static void flush_log(struct sl_http_server *s)
 }
 
 static void on_log_check(uv_check_t *h)
+{
+    flush_log(h->data);
+}
+
+static void on_log_prepare(uv_prepare_t *h)
 {
     flush_log(h->data);
 }
@@ -295,14 +301,20 @@ int sl_http_server_new(uv_loop_t *loop, const struct sl_http_server_options *opt
     s->listeners = calloc(opts->n_listen ? opts->n_listen : 1, sizeof(*s->listeners));
     if (s->listeners == NULL)
         goto fail;
+    /* Lines logged by I/O callbacks are written after the poll (check);
+     * lines logged by timers, before the loop blocks in the next poll (prepare). */
     uv_check_init(loop, &s->log_flush);
     s->log_flush.data = s;
     uv_check_start(&s->log_flush, on_log_check);
     uv_unref((uv_handle_t *)&s->log_flush);
+    uv_prepare_init(loop, &s->log_flush_timers);
+    s->log_flush_timers.data = s;
+    uv_prepare_start(&s->log_flush_timers, on_log_prepare);
+    uv_unref((uv_handle_t *)&s->log_flush_timers);
     uv_timer_init(loop, &s->deadline);
     s->deadline.data = s;
     uv_unref((uv_handle_t *)&s->deadline);
-    s->handles_open = 2;
+    s->handles_open = 3;
     for (size_t i = 0; i < opts->n_listen; i++) {
         const struct sl_config_addr *a = &opts->listen[i];
         s->listeners[i].addr = *a;

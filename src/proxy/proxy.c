@@ -47,10 +47,12 @@ static bool path_is_plain(struct sl_str path)
         char c = path.base[i];
         if (c == '%' && i + 2 < path.len) {
             char h = path.base[i + 1], l = (char)(path.base[i + 2] | 0x20);
-            if ((h == '2' && (l == 'e' || l == 'f')) || (h == '5' && l == 'c'))
+            if ((h == '2' && (l == 'e' || l == 'f')) || (h == '5' && l == 'c') ||
+                (h == '3' && l == 'b'))
                 return false;
         }
-        if (c == '\\')
+        /* Path parameters (";") have no use here, and some servers read "..;" as "..". */
+        if (c == '\\' || c == ';')
             return false;
         if (c != '/')
             continue;
@@ -317,8 +319,8 @@ void sl_proxy_on_request(struct sl_http_request *req, void *data)
 
     if (!path_is_plain(req->head.path)) {
         sl_http_respond_error(req, 400, "BadRequest",
-                              "the path has an empty, '.' or '..' segment, or an encoded '.', "
-                              "'/' or '\\'; send it in plain form");
+                              "the path has an empty, '.' or '..' segment, a ';', or an encoded "
+                              "'.', '/', ';' or '\\'; send it in plain form");
         return;
     }
     if (classify(req->head.path, &t) != SL_OK) {
