@@ -41,6 +41,15 @@ struct sl_proxy_call {
     bool finish_pending;           /* the client went away during a callback */
 };
 
+/* The pure parts of reading a client's path (proxy.c; fuzzed): */
+/* False for paths a backend could read differently: dot or empty segments, ';', encoded separators.
+ */
+bool sl_proxy_path_is_plain(struct sl_str path);
+/* Which surface path belongs to, and the parts of it; SL_ENOTFOUND when none. */
+int sl_proxy_classify(struct sl_str path, struct sl_proxy_target *t);
+/* A deployment name a route could have: 1..128 of [A-Za-z0-9._-], not "." or "..". */
+bool sl_proxy_name_is_sane(struct sl_str name);
+
 /* True for a header that only describes one hop: the standard ones, and
  * those named by a Connection header among headers[0..n) (headers.c). */
 bool sl_proxy_hop_by_hop(struct sl_str name, const struct sl_http_header *headers, size_t n);

@@ -17,7 +17,7 @@ static const struct sl_str resource_paths[] = {
 };
 
 /* A deployment or model name a route could have: see the route schema. */
-static bool name_is_sane(struct sl_str s)
+bool sl_proxy_name_is_sane(struct sl_str s)
 {
     if (s.len == 0 || s.len > 128 || sl_str_eq(s, SL_STR(".")) || sl_str_eq(s, SL_STR("..")))
         return false;
@@ -41,7 +41,7 @@ static struct sl_str str_after(struct sl_str s, size_t n)
  * which some servers decode before routing. Otherwise the rest of a path
  * could step out of the deployment the route checked.
  */
-static bool path_is_plain(struct sl_str path)
+bool sl_proxy_path_is_plain(struct sl_str path)
 {
     for (size_t i = 0; i < path.len; i++) {
         char c = path.base[i];
@@ -79,7 +79,7 @@ static bool is_stateful(struct sl_str rest)
 }
 
 /* Which API surface the path belongs to; SL_ENOTFOUND when none. */
-static int classify(struct sl_str path, struct sl_proxy_target *t)
+int sl_proxy_classify(struct sl_str path, struct sl_proxy_target *t)
 {
     static const struct sl_str azure = SL_STR("/openai/deployments/");
     memset(t, 0, sizeof(*t));
@@ -317,13 +317,13 @@ void sl_proxy_on_request(struct sl_http_request *req, void *data)
     struct sl_proxy_target t;
     json_t *doc = NULL;
 
-    if (!path_is_plain(req->head.path)) {
+    if (!sl_proxy_path_is_plain(req->head.path)) {
         sl_http_respond_error(req, 400, "BadRequest",
                               "the path has an empty, '.' or '..' segment, a ';', or an encoded "
                               "'.', '/', ';' or '\\'; send it in plain form");
         return;
     }
-    if (classify(req->head.path, &t) != SL_OK) {
+    if (sl_proxy_classify(req->head.path, &t) != SL_OK) {
         sl_http_respond_error(req, 404, "NotFound",
                               "this path is not served by the gateway; see docs/api.md");
         return;
@@ -341,7 +341,7 @@ void sl_proxy_on_request(struct sl_http_request *req, void *data)
         respond_models(req, cfg);
         return;
     }
-    if (t.surface == SL_PROXY_AZURE && !name_is_sane(t.name)) {
+    if (t.surface == SL_PROXY_AZURE && !sl_proxy_name_is_sane(t.name)) {
         sl_http_respond_error(req, 400, "InvalidDeploymentName",
                               "the deployment name in the path may only contain letters, digits, "
                               "'.', '_' and '-'");
