@@ -274,7 +274,10 @@ static int open_listener(struct sl_http_server *s, struct sl_http_listener *l, b
         close_listener(l);
         return err;
     }
-    if ((err = uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection)) != 0) {
+    /* The kernel caps the backlog at net.core.somaxconn: ask for all of it, so a
+     * burst of connections (a gateway opening many upstream streams at once)
+     * waits in the queue instead of being dropped and retried a second later. */
+    if ((err = uv_listen((uv_stream_t *)&l->tcp, 65535, on_connection)) != 0) {
         close_listener(l);
         return err;
     }

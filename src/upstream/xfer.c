@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static void set_state(struct sl_upstream_xfer *x, enum sl_xfer_state s)
 {
@@ -717,10 +718,12 @@ static int configure(struct sl_upstream_xfer *x, const struct sl_upstream_reques
         SETOPT(CURLOPT_XFERINFODATA, (void *)x);
         SETOPT(CURLOPT_NOPROGRESS, 0L);
     }
-    if (r->http2) {
+    if (r->http2 && strncasecmp(r->url, "https://", 8) == 0) {
         SETOPT(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
         /* Wait for a connection being set up to multiplex on, rather than
-         * opening one per concurrent request. */
+         * opening one per concurrent request. Only over TLS: a plain
+         * http:// backend speaks HTTP/1.1, where waiting would serialise a
+         * burst of new requests behind connections that cannot be shared. */
         SETOPT(CURLOPT_PIPEWAIT, 1L);
     } else {
         SETOPT(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
