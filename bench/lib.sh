@@ -24,11 +24,13 @@ bench_port() {
 # bench_spawn LOG CMD...: start CMD in the background, pinned to the server CPU (when
 # pinning), stdout and stderr appended to LOG. Sets BENCH_SPAWNED to its pid: the exec's
 # keep that the server's own pid (not a subshell's), so it can be measured and signalled.
+# BENCH_CPU=LIST bench_spawn ... pins to LIST instead (e.g. a backend beside the client);
+# BENCH_CPU= (set but empty) does not pin.
 bench_spawn() {
-    local log=$1
+    local log=$1 cpu=${BENCH_CPU-${SERVER_CPU:-}}
     shift
-    if [[ -n ${SERVER_CPU:-} ]]; then
-        (exec taskset -c "$SERVER_CPU" "$@") >>"$log" 2>&1 &
+    if [[ -n $cpu ]]; then
+        (exec taskset -c "$cpu" "$@") >>"$log" 2>&1 &
     else
         (exec "$@") >>"$log" 2>&1 &
     fi
@@ -66,12 +68,15 @@ bench_cleanup() {
     BENCH_PIDS=()
 }
 
-# bench_start_nginx CONF_TEMPLATE PORT: start nginx (master + 1 worker) from a template with
-# @PORT@ and @DIR@; sets NGINX_MASTER and NGINX_WORKER (the pid that serves, measured).
+# bench_start_nginx CONF_TEMPLATE PORT [UPSTREAM_PORT [CONNECTIONS]]: start nginx (master + 1
+# worker) from a template with @PORT@, @DIR@, @UPSTREAM_PORT@ (a loopback backend, for
+# proxy_pass), @CONNECTIONS@ (worker_connections, default 4096) and @NOFILE@ (that + 100);
+# sets NGINX_MASTER and NGINX_WORKER (the pid that serves, measured).
 bench_start_nginx() {
-    local tmpl=$1 port=$2 dir=$BENCH_TMP/nginx-$2
+    local tmpl=$1 port=$2 up=${3:-0} conns=${4:-4096} dir=$BENCH_TMP/nginx-$2
     mkdir -p "$dir"
-    sed -e "s|@PORT@|$port|g" -e "s|@DIR@|$dir|g" "$tmpl" >"$dir/nginx.conf"
+    sed -e "s|@PORT@|$port|g" -e "s|@DIR@|$dir|g" -e "s|@UPSTREAM_PORT@|$up|g" \
+        -e "s|@CONNECTIONS@|$conns|g" -e "s|@NOFILE@|$((conns + 100))|g" "$tmpl" >"$dir/nginx.conf"
     bench_spawn "$dir/nginx.out" nginx -e "$dir/nginx-error.log" -p "$dir" -c "$dir/nginx.conf"
     NGINX_MASTER=$BENCH_SPAWNED
     if ! bench_wait_http "http://127.0.0.1:$port/healthz" 10 "$NGINX_MASTER"; then
@@ -116,4 +121,118 @@ bench_measure() {
         --connections "$CONNECTIONS" --threads "$THREADS" ${CLIENT_CPU:+--cpu "$CLIENT_CPU"} \
         ${SERVER_CPU:+--server-cpu "$SERVER_CPU"} \
         --out "$BENCH_RESULTS/$scenario.rounds.jsonl" "$@"
+}
+
+# bench_ports N: N distinct free loopback ports, one per line (read them with mapfile).
+bench_ports() {
+    local n=$1 p seen=" "
+    while ((n > 0)); do
+        p=$(bench_port)
+        [[ $seen == *" $p "* ]] && continue
+        seen="$seen$p "
+        echo "$p"
+        n=$((n - 1))
+    done
+}
+
+# bench_start_sim CONFIG LOG ADMIN_PORT: start `sluice sim --config CONFIG` (pinned like
+# bench_spawn: BENCH_CPU= chooses the CPU) and wait for its admin /healthz. Sets SIM_PID.
+bench_start_sim() {
+    local conf=$1 log=$2 admin=$3
+    bench_spawn "$log" "${SLUICE_BIN:?}" sim --config "$conf"
+    SIM_PID=$BENCH_SPAWNED
+    if ! bench_wait_http "http://127.0.0.1:$admin/healthz" 10 "$SIM_PID"; then
+        bench_log "sluice sim did not answer on 127.0.0.1:$admin within 10 s; its output:"
+        tail -n 20 "$log" >&2
+        bench_stop "$SIM_PID"
+        return 1
+    fi
+}
+
+# bench_sim_config FILE SIM_PORT ADMIN_PORT GW_PORT TTFT TOKENS_PER_SECOND [MAX_CONNECTIONS]:
+# a `sluice sim` configuration with one worker, one Azure endpoint on SIM_PORT and one chat
+# deployment `gpt-4o` (no quota, no jitter, seed 1), access log on. `listen` (GW_PORT) is the
+# gateway's, which `sluice sim` does not open: loopback anyway.
+bench_sim_config() {
+    local file=$1 sim=$2 admin=$3 gw=$4 ttft=$5 tps=$6 maxc=${7:-10000}
+    cat >"$file" <<EOF
+workers: 1
+listen: ["127.0.0.1:$gw"]
+admin_listen: "127.0.0.1:$admin"
+log: {access: true, level: warn}
+limits: {max_connections: $maxc}
+simulator:
+  seed: 1
+  endpoints:
+    - name: bench
+      listen: "127.0.0.1:$sim"
+      region: eastus
+      deployments:
+        - name: gpt-4o
+          model: gpt-4o
+          version: "2024-08-06"
+          tpm: 0
+          ttft: $ttft
+          tokens_per_second: $tps
+          jitter_percent: 0
+EOF
+    "$SLUICE_BIN" check-config "$file" >/dev/null
+}
+
+# The client key of the proxy scenarios: clients send `api-key: bench-key`; sluice stores its hash.
+BENCH_CLIENT_KEY=bench-key
+
+# bench_gateway_config FILE GW_PORT ADMIN_PORT SIM_PORT [MAX_CONNECTIONS]: a `sluice serve`
+# configuration with one worker, access log on, one Azure backend (the simulator on SIM_PORT,
+# key `k`), the route `gpt-4o` to it, and one client whose key is $BENCH_CLIENT_KEY. No
+# `simulator:` section: the simulator is a process of its own.
+bench_gateway_config() {
+    local file=$1 gw=$2 admin=$3 sim=$4 maxc=${5:-10000} hash
+    hash=$("${SLUICE_BIN:?}" hash-key "$BENCH_CLIENT_KEY") || return 1
+    cat >"$file" <<EOF
+workers: 1
+listen: ["127.0.0.1:$gw"]
+admin_listen: "127.0.0.1:$admin"
+log: {access: true, level: warn}
+limits: {max_connections: $maxc}
+backends:
+  - {name: sim, url: "http://127.0.0.1:$sim", type: azure, api_key: k, model: gpt-4o, version: "2024-08-06"}
+routes:
+  - {name: gpt-4o, backend: sim}
+clients:
+  - {name: bench, keys: ["$hash"]}
+EOF
+    "$SLUICE_BIN" check-config "$file" >/dev/null
+}
+
+# bench_profile PID SECONDS OUT CMD...: record a CPU profile of PID (perf record with DWARF
+# call graphs, SECONDS long) while CMD puts load on it, and write summaries (by shared object,
+# by symbol, inclusive, call graphs) to OUT. Returns 1 without perf.
+bench_profile() {
+    local pid=$1 secs=$2 out=$3 data=$BENCH_TMP/perf.data perf_pid
+    shift 3
+    if ! command -v perf >/dev/null 2>&1; then
+        bench_log "profile: perf is not installed"
+        return 1
+    fi
+    perf record -q -g --call-graph dwarf -F 999 -p "$pid" -o "$data" -- sleep "$secs" >/dev/null 2>&1 &
+    perf_pid=$!
+    sleep 0.5
+    "$@" || true
+    wait "$perf_pid" || true
+    {
+        echo "# by shared object"
+        perf report -i "$data" --no-children --stdio -g none --sort dso \
+            2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 20
+        echo "# by symbol (self time, >= 0.5 %)"
+        perf report -i "$data" --no-children --stdio -g none \
+            --percent-limit 0.5 2>/dev/null | grep -v '^#' | grep -v '^$'
+        echo "# inclusive (self + callees, >= 1.5 %)"
+        perf report -i "$data" --children --stdio -g none \
+            --percent-limit 1.5 2>/dev/null | grep -v '^#' | grep -v '^$'
+        echo "# call graphs (perf report --no-children --stdio)"
+        perf report -i "$data" --no-children --stdio 2>/dev/null | grep -v '^$' | head -n 300
+    } >"$out" || true
+    rm -f "$data"
+    bench_log "profile: ${out#"$BENCH_ROOT"/}"
 }

@@ -89,6 +89,8 @@ class Scenario:
         cols = self.meta.get("columns")
         self.columns = ({c["key"]: (c["title"], c.get("format", "{}")) for c in cols} if cols
                         else {k: (v[0], v[1]) for k, v in METRICS.items()})
+        # Columns whose ratio means nothing (differences that may be negative, counts of 0).
+        self.no_ratio = {c["key"] for c in cols or [] if c.get("ratio") is False}
         t = self.meta.get("target")
         self.targets = [] if not t else t if isinstance(t, list) else [t]
         servers = self.meta.get("servers") or []
@@ -103,12 +105,12 @@ class Scenario:
     def med(self, server, key):
         return median(r.get(key) for r in self.of(server))
 
-    def ratio(self, key):
+    def ratio(self, key, subject=None, baseline=None):
         """Median over round pairs of subject ÷ baseline (round i of one against round i of
         the other: they ran back to back, so drift of the machine cancels out)."""
-        base = {r["round"]: r.get(key) for r in self.of(self.baseline)}
+        base = {r["round"]: r.get(key) for r in self.of(baseline or self.baseline)}
         ratios = []
-        for r in self.of(self.subject):
+        for r in self.of(subject or self.subject):
             b, s = base.get(r["round"]), r.get(key)
             if b and s is not None:
                 ratios.append(s / b)
@@ -123,37 +125,54 @@ class Scenario:
     def format(self, metric, value):
         return fmt(value, self.columns.get(metric, METRICS.get(metric, (metric, "{}")))[1])
 
+    def pair(self, t):
+        """(subject, baseline) of target t: the scenario's, unless the target names its own
+        ("subject", "baseline": servers of the scenario)."""
+        return t.get("subject", self.subject), t.get("baseline", self.baseline)
+
     def verdict(self, t):
         """(measured value or None, 'PASS' / 'FAIL' / 'NOT MEASURED', note) of target t: the
         median subject ÷ baseline ratio, or with "absolute" the subject's median."""
-        if self.meta.get("missing", {}).get(self.subject) or not self.of(self.subject):
-            return None, "NOT MEASURED", self.meta.get("missing", {}).get(self.subject, "")
+        subject, baseline = self.pair(t)
+        missing = self.meta.get("missing", {})
+        if missing.get(subject) or not self.of(subject):
+            return None, "NOT MEASURED", missing.get(subject, f"no {subject} rounds")
         if t.get("absolute"):
-            value = self.med(self.subject, t["metric"])
+            value = self.med(subject, t["metric"])
             if value is None:
-                return None, "NOT MEASURED", f"no {t['metric']} in {self.subject}'s rounds"
+                return None, "NOT MEASURED", f"no {t['metric']} in {subject}'s rounds"
         else:
-            if not self.baseline or not self.of(self.baseline):
-                return None, "NOT MEASURED", f"no {self.baseline} rounds"
-            value = self.ratio(t["metric"])
+            if not baseline or not self.of(baseline):
+                return None, "NOT MEASURED", missing.get(baseline, f"no {baseline} rounds")
+            value = self.ratio(t["metric"], subject, baseline)
             if value is None:
                 return None, "NOT MEASURED", "no complete round pair"
         ok = OPS[t["op"]](value, t["value"])
         note = ""
-        errs = self.errors(self.subject)
+        if not ok and t["value"] > 0 and value > 0:  # by how much
+            if t["op"] == ">=":
+                note = f"{value / t['value'] * 100:.0f} % of the target"
+            elif t.get("absolute"):
+                over = self.format(t["metric"], value - t["value"]).lstrip("+")
+                note = f"over by {over}" + (f", {value / t['value']:.1f}× the limit"
+                                            if value / t["value"] < 10 else "")
+            else:
+                note = f"{value / t['value']:.1f}× the limit"
+        errs = self.errors(subject)
         if errs:
-            ok, note = False, f"{errs} errors in {self.subject}'s rounds"
+            ok, note = False, f"{errs} errors in {subject}'s rounds" + (f"; {note}" if note else "")
         return value, "PASS" if ok else "FAIL", note
 
     def measured(self, t, value):
         """The measured value of target t, as the Targets table shows it."""
         if value is None:
             return "–"
-        n = len(self.of(self.subject))
+        subject, baseline = self.pair(t)
+        n = len(self.of(subject))
         if t.get("absolute"):
             return (f"{self.label(t['metric'])}: {self.format(t['metric'], value)} "
-                    f"({self.subject}, median of {n} round{'s' if n != 1 else ''})")
-        return f"{self.subject} ÷ {self.baseline} {self.label(t['metric'])}: {value:.2f}"
+                    f"({subject}, median of {n} round{'s' if n != 1 else ''})")
+        return f"{subject} ÷ {baseline} {self.label(t['metric'])}: {value:.2f}"
 
 
 def render(results):
@@ -213,7 +232,7 @@ def render(results):
         w("| scenario | target | kind | measured | result |\n|---|---|---|---|---|")
         for s, t, (value, result, note) in targets:
             kind = ("absolute" if t.get("absolute")
-                    else f"relative to {s.baseline}")
+                    else f"relative to {s.pair(t)[1]}")
             res = f"**{result}**" + (f" ({note})" if note else "")
             w(f"| [{s.title}](#{anchor(s.title)}) | {t['text']} | {kind} | "
               f"{s.measured(t, value)} | {res} |")
@@ -250,9 +269,14 @@ def render(results):
                 cells += [pct(busy), fmt(None if rss is None else rss / 1024, "{:.1f}")]
             cells += [str(s.errors(server))]
             w("| " + " | ".join(cells) + " |")
-        if s.baseline and s.of(s.subject) and s.of(s.baseline):
-            cells = [f"**{s.subject} ÷ {s.baseline}**"]
-            cells += [fmt(s.ratio(k), "**{:.2f}**") for k in keys]
+        # Ratio rows: subject ÷ baseline, or the pairs the meta lists ("ratios": [[a, b], ...]).
+        pairs = s.meta.get("ratios") or ([[s.subject, s.baseline]] if s.baseline else [])
+        for subj, base in pairs:
+            if not (s.of(subj) and s.of(base)):
+                continue
+            cells = [f"**{subj} ÷ {base}**"]
+            cells += [fmt(s.ratio(k, subj, base), "**{:.2f}**") if k not in s.no_ratio else ""
+                      for k in keys]
             cells += [""] * (len(head) - len(cells))
             w("| " + " | ".join(cells) + " |")
         w("")

@@ -7,8 +7,9 @@ complete event stream ending in `data: [DONE]`, nor that all N streams were open
 time. This client (one thread, epoll, standard library only) can:
 
 1. connects N sockets, at most --connect-batch at a time (the listen backlog is finite);
-2. once all are connected, sends every request (back to back, a few ms for 10,000); with a
-   time to first token of a second, all N requests are in before the first answer starts;
+2. once all are connected, sends every request (back to back, a few ms for 10,000; or, with
+   --send-over S, spread evenly over S seconds, as steady arrivals); with a time to first
+   token of a second, all N requests are in before the first answer starts (with S < 1);
 3. reads every stream until the final chunk after `data: [DONE]`, then closes it; a stream
    that ends otherwise (closed, reset, not 200, past --timeout) is a failure;
 4. samples VmRSS of --pid every 100 ms, and the server's own count of open streams
@@ -122,6 +123,9 @@ def main():
     ap.add_argument("--connect-batch", type=int, default=500,
                     help="connections being set up at once (default 500)")
     ap.add_argument("--timeout", type=float, default=60, help="seconds for the whole round")
+    ap.add_argument("--send-over", type=float, default=0.0,
+                    help="spread the requests evenly over this many seconds (default 0: all "
+                         "back to back)")
     ap.add_argument("--scenario", required=True)
     ap.add_argument("--server", required=True)
     ap.add_argument("--round", type=int, required=True)
@@ -201,28 +205,40 @@ def main():
         if st.state == "connecting":
             fail(st, "connect: timed out")
 
-    # 2. Send every request, back to back.
-    for st in streams:
-        if st.state != "connected":
-            continue
-        try:
-            n = st.sock.send(request)
-        except OSError as e:
-            fail(st, f"send: {e.strerror}")
-            continue
-        if n != len(request):  # a fresh socket takes a request of a few hundred bytes
-            fail(st, "send: short write")
-            continue
-        st.t_sent = time.monotonic()
-        st.state = "sent"
-        ep.modify(st.sock.fileno(), select.EPOLLIN | select.EPOLLRDHUP)
-    t_all_sent = time.monotonic()
-    open_n = sum(1 for st in streams if st.state == "sent")
+    # 2. Send every request: back to back, or with --send-over, request i at
+    # i * send_over / N seconds (sent from the read loop, so that reading never waits).
+    to_send = [st for st in streams if st.state == "connected"]
+    interval = a.send_over / len(to_send) if a.send_over > 0 and to_send else 0.0
+    t_send0 = time.monotonic()
+    send_i = 0
+    open_n = 0
+    t_all_sent = t_send0
+
+    def send_due(now):
+        nonlocal send_i, open_n, t_all_sent
+        while send_i < len(to_send) and (interval == 0 or t_send0 + send_i * interval <= now):
+            st = to_send[send_i]
+            send_i += 1
+            try:
+                n = st.sock.send(request)
+            except OSError as e:
+                fail(st, f"send: {e.strerror}")
+                continue
+            if n != len(request):  # a fresh socket takes a request of a few hundred bytes
+                fail(st, "send: short write")
+                continue
+            st.t_sent = t_all_sent = time.monotonic()
+            st.state = "sent"
+            open_n += 1
+            ep.modify(st.sock.fileno(), select.EPOLLIN | select.EPOLLRDHUP)
+
+    send_due(t_send0)
 
     # 3. Read every stream to its end; sample memory every 100 ms, the server every second.
     next_rss = next_stats = time.monotonic()
-    while open_n and time.monotonic() < deadline:
+    while (open_n or send_i < len(to_send)) and time.monotonic() < deadline:
         now = time.monotonic()
+        send_due(now)
         if now >= next_rss:
             rss = vmrss_kb(a.pid)
             if rss is None:
@@ -234,7 +250,10 @@ def main():
             if n is not None:
                 server_peak = n if server_peak is None else max(server_peak, n)
             next_stats = time.monotonic() + 1.0
-        for fd, evmask in ep.poll(max(0.0, min(next_rss, deadline) - time.monotonic())):
+        wake = min(next_rss, deadline)
+        if send_i < len(to_send):
+            wake = min(wake, t_send0 + send_i * interval)
+        for fd, evmask in ep.poll(max(0.0, wake - time.monotonic())):
             st = by_fd[fd]
             try:
                 data = st.sock.recv(65536)
@@ -323,6 +342,7 @@ def main():
         "connect_s": t_connected - t0,
         "send_s": t_all_sent - t_connected,
         "round_s": t_end - t0,
+        "ttft_min_ms": min(ttft) if ttft else None,
         "ttft_p50_ms": percentile(ttft, 50),
         "ttft_p99_ms": percentile(ttft, 99),
         "stream_p50_s": percentile(dur, 50),
