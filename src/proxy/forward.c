@@ -83,8 +83,10 @@ static void on_response(void *data, int status, const struct sl_http_header *hea
     call->responded = true;
     sl_http_start_response(req, status, out, out ? m : 0,
                            has_length ? SL_HTTP_FRAMING_LENGTH : SL_HTTP_FRAMING_CHUNKED, length);
-    /* The head goes out now: a stream's client must not wait for its first event. */
-    sl_http_flush(req);
+    /* A stream's head goes out now: its client must not wait for the first
+     * event. A sized answer's head goes with its body, in one write. */
+    if (!has_length || length == 0)
+        sl_http_flush(req);
     leave(call);
 }
 
