@@ -100,13 +100,24 @@ bench_start_nginx() {
 # bench_start_sluice CONFIG LOG URL: start `sluice serve --config CONFIG`, stderr (its logs,
 # access log included) to LOG; wait for URL. Sets SLUICE_PID.
 bench_start_sluice() {
-    local conf=$1 log=$2 url=$3
-    bench_spawn "$log" "${SLUICE_BIN:?}" serve --config "$conf"
+    local conf=$1 log=$2 url=$3 st=0
+    bench_spawn_ready "$log" "$url" "sluice did not answer $url" "${SLUICE_BIN:?}" serve --config "$conf" || st=$?
+    # shellcheck disable=SC2034 # used by the scenarios
     SLUICE_PID=$BENCH_SPAWNED
-    if ! bench_wait_http "$url" 10 "$SLUICE_PID"; then
-        bench_log "sluice did not answer $url within 10 s; its output:"
+    return "$st"
+}
+
+# bench_spawn_ready LOG URL WHAT CMD...: bench_spawn CMD (output to LOG; sets BENCH_SPAWNED)
+# and wait up to 10 s for URL to answer. When it does not: log "WHAT within 10 s" and the
+# tail of LOG, stop the process and return 1.
+bench_spawn_ready() {
+    local log=$1 url=$2 what=$3
+    shift 3
+    bench_spawn "$log" "$@"
+    if ! bench_wait_http "$url" 10 "$BENCH_SPAWNED"; then
+        bench_log "$what within 10 s; its output:"
         tail -n 20 "$log" >&2
-        bench_stop "$SLUICE_PID"
+        bench_stop "$BENCH_SPAWNED"
         return 1
     fi
 }
@@ -138,15 +149,39 @@ bench_ports() {
 # bench_start_sim CONFIG LOG ADMIN_PORT: start `sluice sim --config CONFIG` (pinned like
 # bench_spawn: BENCH_CPU= chooses the CPU) and wait for its admin /healthz. Sets SIM_PID.
 bench_start_sim() {
-    local conf=$1 log=$2 admin=$3
-    bench_spawn "$log" "${SLUICE_BIN:?}" sim --config "$conf"
+    local conf=$1 log=$2 admin=$3 st=0
+    bench_spawn_ready "$log" "http://127.0.0.1:$admin/healthz" "sluice sim did not answer on 127.0.0.1:$admin" \
+        "${SLUICE_BIN:?}" sim --config "$conf" || st=$?
+    # shellcheck disable=SC2034 # used by the scenarios
     SIM_PID=$BENCH_SPAWNED
-    if ! bench_wait_http "http://127.0.0.1:$admin/healthz" 10 "$SIM_PID"; then
-        bench_log "sluice sim did not answer on 127.0.0.1:$admin within 10 s; its output:"
-        tail -n 20 "$log" >&2
-        bench_stop "$SIM_PID"
-        return 1
-    fi
+    return "$st"
+}
+
+# bench_meta_py META NMISSING MISSING... NOTES... <<'EOF' BODY EOF: run the Python BODY (from
+# stdin) that writes a proxy scenario's META file, after a prelude that defines: out (META),
+# missing (dict of the NMISSING "name why" argument pairs), notes (list of the rest), e
+# (os.environ), rounds (the parsed $BENCH_RESULTS/$NAME.rounds.jsonl, [] when absent) and
+# med(server, key) (median of key over server's rounds, None when there are none).
+bench_meta_py() {
+    {
+        cat <<'EOF'
+import json, os, statistics, sys
+out, nmiss = sys.argv[1], int(sys.argv[2])
+missing = dict(zip(sys.argv[3:3 + nmiss:2], sys.argv[4:3 + nmiss:2]))
+notes = sys.argv[3 + nmiss:]
+e = os.environ
+rounds = []
+try:
+    with open(os.path.join(e["BENCH_RESULTS"], e["NAME"] + ".rounds.jsonl")) as f:
+        rounds = [json.loads(line) for line in f if line.strip()]
+except OSError:
+    pass
+def med(server, key):
+    v = [r[key] for r in rounds if r["server"] == server and r.get(key) is not None]
+    return statistics.median(v) if v else None
+EOF
+        cat
+    } | "$BENCH_PY" - "$@"
 }
 
 # bench_sim_config FILE SIM_PORT ADMIN_PORT GW_PORT TTFT TOKENS_PER_SECOND [MAX_CONNECTIONS]:

@@ -147,22 +147,8 @@ fi
 
 # shellcheck disable=SC2090
 export NAME API_PATH BODY SIM_BYTES SL_BYTES NG_BYTES
-"$BENCH_PY" - "$BENCH_RESULTS/$NAME.meta.json" "${#missing[@]}" ${missing[@]+"${missing[@]}"} \
+bench_meta_py "$BENCH_RESULTS/$NAME.meta.json" "${#missing[@]}" ${missing[@]+"${missing[@]}"} \
     ${notes[@]+"${notes[@]}"} <<'EOF'
-import json, os, statistics, sys
-out, nmiss = sys.argv[1], int(sys.argv[2])
-missing = dict(zip(sys.argv[3:3 + nmiss:2], sys.argv[4:3 + nmiss:2]))
-notes = sys.argv[3 + nmiss:]
-e = os.environ
-rounds = []
-try:
-    with open(os.path.join(e["BENCH_RESULTS"], e["NAME"] + ".rounds.jsonl")) as f:
-        rounds = [json.loads(line) for line in f if line.strip()]
-except OSError:
-    pass
-def med(server, key):
-    v = [r[key] for r in rounds if r["server"] == server and r.get(key) is not None]
-    return statistics.median(v) if v else None
 sl, ng, sim = (med(s, "cpu_us_per_req") for s in ("sluice", "nginx", "sim direct"))
 if sl and ng:
     notes.append(

@@ -154,22 +154,8 @@ EOF
 
 # shellcheck disable=SC2090
 export NAME API_PATH BODY LAT_DURATION PACED_CONNECTIONS PACED_DELAY_MS
-"$BENCH_PY" - "$BENCH_RESULTS/$NAME.meta.json" "${#missing[@]}" ${missing[@]+"${missing[@]}"} \
+bench_meta_py "$BENCH_RESULTS/$NAME.meta.json" "${#missing[@]}" ${missing[@]+"${missing[@]}"} \
     ${notes[@]+"${notes[@]}"} <<'EOF'
-import json, os, statistics, sys
-out, nmiss = sys.argv[1], int(sys.argv[2])
-missing = dict(zip(sys.argv[3:3 + nmiss:2], sys.argv[4:3 + nmiss:2]))
-notes = sys.argv[3 + nmiss:]
-e = os.environ
-rounds = []
-try:
-    with open(os.path.join(e["BENCH_RESULTS"], e["NAME"] + ".rounds.jsonl")) as f:
-        rounds = [json.loads(line) for line in f if line.strip()]
-except OSError:
-    pass
-def med(server, key):
-    v = [r[key] for r in rounds if r["server"] == server and r.get(key) is not None]
-    return statistics.median(v) if v else None
 def us(x):
     return "?" if x is None else f"{x:.0f} µs"
 for g, what in (("", "at concurrency 1, shared layout"), (", paced", "paced, shared layout"),

@@ -204,20 +204,9 @@ EOF
 
 # shellcheck disable=SC2090
 export NAME API_PATH BODY STREAMS STREAMS_LARGE STEADY_SECONDS TOKENS NOFILE
-"$BENCH_PY" - "$BENCH_RESULTS/$NAME.meta.json" "${#missing[@]}" ${missing[@]+"${missing[@]}"} \
+bench_meta_py "$BENCH_RESULTS/$NAME.meta.json" "${#missing[@]}" ${missing[@]+"${missing[@]}"} \
     ${notes[@]+"${notes[@]}"} <<'EOF'
-import json, os, statistics, sys
-out, nmiss = sys.argv[1], int(sys.argv[2])
-missing = dict(zip(sys.argv[3:3 + nmiss:2], sys.argv[4:3 + nmiss:2]))
-notes = sys.argv[3 + nmiss:]
-e = os.environ
 n, big, over = int(e["STREAMS"]), int(e["STREAMS_LARGE"]), float(e["STEADY_SECONDS"])
-rounds = []
-try:
-    with open(os.path.join(e["BENCH_RESULTS"], e["NAME"] + ".rounds.jsonl")) as f:
-        rounds = [json.loads(line) for line in f if line.strip()]
-except OSError:
-    pass
 for r in rounds:
     if r.get("failures"):
         why = ", ".join(f"{k}: {v}" for k, v in sorted(r["failures"].items()))
@@ -231,9 +220,6 @@ groups = [("", f"{n:,} streams arriving over {over:g} s"),
           (", burst", f"{n:,} streams sent at once")]
 if big:
     groups.append((f", {big_s}", f"{big_s} streams sent at once"))
-def med(server, key):
-    v = [r[key] for r in rounds if r["server"] == server and r.get(key) is not None]
-    return statistics.median(v) if v else None
 def ms(x):
     return "?" if x is None else f"{x:,.1f}"
 for sfx, what in groups:

@@ -25,7 +25,7 @@ from helpers import (  # noqa: E402
     deep_merge,
     default_config,
     free_ports,
-    sanitizer_reports,
+    stop_and_check,
 )
 
 
@@ -58,28 +58,7 @@ def start_sluice(tmp_path):
 
     yield start
 
-    problems = []
-    for s in started:
-        try:
-            if s.proc is None:
-                continue
-            if s.proc.poll() is None:
-                try:
-                    rc = s.stop(timeout=10.0)
-                except AssertionError as e:
-                    problems.append(f"{s.name}: {e}")
-                    rc = None
-            else:
-                rc = s.proc.returncode
-            if rc is not None and s.expect_rc is not None and rc != s.expect_rc:
-                problems.append(
-                    f"{s.name}: exit status {rc}, expected {s.expect_rc}; stderr:\n{s.stderr()[-4000:]}"
-                )
-        finally:
-            s.cleanup()
-        reports = sanitizer_reports(s.stderr())
-        if reports:
-            problems.append(f"{s.name}: sanitizer reports in stderr:\n{s.stderr()[-8000:]}")
+    problems = stop_and_check(started)
     if problems:
         pytest.fail("\n\n".join(problems), pytrace=False)
 

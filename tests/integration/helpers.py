@@ -418,7 +418,60 @@ def run_sluice(args, timeout=15, env=None, cwd=None):
     return p
 
 
-class Sluice:
+class ChildProcess:
+    """Shared by the process wrappers (Sluice, simtools.Sim, proxytools.Gateway): a child
+    process self.proc with its stdout/stderr in self.stdout_path/self.stderr_path."""
+
+    def spawn(self, argv, env=None):
+        self._err = open(self.stderr_path, "wb")
+        self._out = open(self.stdout_path, "wb")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err, env=env)
+
+    def cleanup(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        for f in (getattr(self, "_err", None), getattr(self, "_out", None)):
+            if f:
+                f.close()
+
+    def stderr(self):
+        try:
+            return self.stderr_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+def stop_and_check(procs, extra_check=None):
+    """Teardown of the fixtures: SIGTERM every started process (p.stop(timeout=10.0)), clean it
+    up, and return the problems found: a stop that failed, an exit status other than
+    p.expect_rc (None: not checked), a sanitizer report in its stderr, and whatever
+    extra_check(p) returns (a list of strings)."""
+    problems = []
+    for p in procs:
+        try:
+            if p.proc is None:
+                continue
+            if p.proc.poll() is None:
+                try:
+                    rc = p.stop(timeout=10.0)
+                except AssertionError as e:
+                    problems.append(f"{p.name}: {e}")
+                    rc = None
+            else:
+                rc = p.proc.returncode
+            if rc is not None and p.expect_rc is not None and rc != p.expect_rc:
+                problems.append(f"{p.name}: exit status {rc}, expected {p.expect_rc}; stderr:\n{p.stderr()[-4000:]}")
+        finally:
+            p.cleanup()
+        if sanitizer_reports(p.stderr()):
+            problems.append(f"{p.name}: sanitizer reports in stderr:\n{p.stderr()[-8000:]}")
+        if extra_check is not None:
+            problems.extend(extra_check(p))
+    return problems
+
+
+class Sluice(ChildProcess):
     """A `sluice serve --config FILE` process with its stderr in a file."""
 
     def __init__(self, workdir, config, name="sluice"):
@@ -437,19 +490,14 @@ class Sluice:
 
     # -- process
     def start(self, wait=True, env=None):
-        self.config_path.write_text(to_yaml(self.config) + "\n")
-        self._err = open(self.stderr_path, "wb")
-        self._out = open(self.stdout_path, "wb")
-        self.proc = subprocess.Popen(
-            [SLUICE_BIN, "serve", "--config", str(self.config_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=self._out,
-            stderr=self._err,
-            env=env,
-        )
+        self.config_path.write_text(self.config_yaml() + "\n")
+        self.spawn([SLUICE_BIN, "serve", "--config", str(self.config_path)], env)
         if wait:
             self.wait_ready()
         return self
+
+    def config_yaml(self):
+        return to_yaml(self.config)
 
     def wait_ready(self, timeout=10.0):
         """Until /healthz answers 200 on the public and the admin listener."""
@@ -501,19 +549,9 @@ class Sluice:
 
     def cleanup(self):
         self.close_conns()
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-        for f in (getattr(self, "_err", None), getattr(self, "_out", None)):
-            if f:
-                f.close()
+        super().cleanup()
 
     # -- output
-    def stderr(self):
-        try:
-            return self.stderr_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
 
     def log_lines(self):
         """Every JSON object line of stderr, parsed (other lines are skipped)."""

@@ -31,7 +31,6 @@ import json
 import os
 import secrets
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -40,7 +39,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from helpers import SLUICE_BIN, Conn, Sluice, free_ports, sanitizer_reports  # noqa: E402
+from helpers import Conn, Sluice, free_ports, stop_and_check  # noqa: E402
 from simtools import (  # noqa: E402
     API_VERSION,
     Sim,
@@ -250,20 +249,11 @@ class Gateway(Sluice):
         self.allowed_in_logs = set()  # names of SECRETS this gateway may log (log_payloads)
         self.expect_rc = 0
 
+    def config_yaml(self):
+        return yaml_dump(self.config)
+
     def start(self, wait=True, env=None):
-        self.config_path.write_text(yaml_dump(self.config) + "\n")
-        self._err = open(self.stderr_path, "wb")
-        self._out = open(self.stdout_path, "wb")
-        self.proc = subprocess.Popen(
-            [SLUICE_BIN, "serve", "--config", str(self.config_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=self._out,
-            stderr=self._err,
-            env=env if env is not None else gw_env(),
-        )
-        if wait:
-            self.wait_ready()
-        return self
+        return super().start(wait=wait, env=env if env is not None else gw_env())
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -289,32 +279,17 @@ def rss_kib(pid):
     raise AssertionError(f"no VmRSS for {pid}")
 
 
+def _leak_problems(p):
+    """The secrets a gateway's logs hold, as teardown problems (S1, S5)."""
+    leaked = p.leaks() if isinstance(p, Gateway) else []
+    if leaked:
+        return [f"{p.name}: its logs hold the {', '.join(leaked)} (S1/S5); stderr:\n{p.stderr()[-4000:]}"]
+    return []
+
+
 def _stop_and_check(procs):
     """Stop gateways/sims; the problems found (exit status, sanitizers, secrets in logs)."""
-    problems = []
-    for p in procs:
-        try:
-            if p.proc is None:
-                continue
-            if p.proc.poll() is None:
-                try:
-                    rc = p.stop(timeout=10.0)
-                except AssertionError as e:
-                    problems.append(f"{p.name}: {e}")
-                    rc = None
-            else:
-                rc = p.proc.returncode
-            if rc is not None and p.expect_rc is not None and rc != p.expect_rc:
-                problems.append(f"{p.name}: exit status {rc}, expected {p.expect_rc}; stderr:\n{p.stderr()[-4000:]}")
-        finally:
-            p.cleanup()
-        if sanitizer_reports(p.stderr()):
-            problems.append(f"{p.name}: sanitizer reports in stderr:\n{p.stderr()[-8000:]}")
-        if isinstance(p, Gateway):
-            leaked = p.leaks()
-            if leaked:
-                problems.append(f"{p.name}: its logs hold the {', '.join(leaked)} (S1/S5); stderr:\n{p.stderr()[-4000:]}")
-    return problems
+    return stop_and_check(procs, _leak_problems)
 
 
 # ---- requests ---------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from helpers import SLUICE_BIN, Conn, free_ports, sanitizer_reports  # noqa: E402
+from helpers import SLUICE_BIN, ChildProcess, Conn, free_ports, stop_and_check  # noqa: E402
 
 API_VERSION = "2024-10-21"
 KEY = "test-key"
@@ -600,7 +600,7 @@ def st_throttled(d):
 # ---- the process -------------------------------------------------------------------------------------
 
 
-class Sim:
+class Sim(ChildProcess):
     """A `sluice sim` process (--config FILE, or --listen ADDR) with stderr in a file."""
 
     def __init__(self, workdir, name, config=None, listen_port=None, args=None):
@@ -633,11 +633,7 @@ class Sim:
     def start(self, wait=True, env=None):
         if self.config is not None:
             self.config_path.write_text(yaml_dump(self.config) + "\n")
-        self._err = open(self.stderr_path, "wb")
-        self._out = open(self.stdout_path, "wb")
-        self.proc = subprocess.Popen(
-            self.argv(), stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err, env=env
-        )
+        self.spawn(self.argv(), env)
         if wait:
             self.wait_ready()
         return self
@@ -679,20 +675,6 @@ class Sim:
             self.proc.kill()
             self.proc.wait(5)
             raise AssertionError(f"sluice sim did not exit within {timeout}s of SIGTERM:\n{self.stderr()}") from None
-
-    def cleanup(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-        for f in (getattr(self, "_err", None), getattr(self, "_out", None)):
-            if f:
-                f.close()
-
-    def stderr(self):
-        try:
-            return self.stderr_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
 
     # -- control API
     def admin(self, method, path, body=None, timeout=5.0):
@@ -770,25 +752,7 @@ def start_sim(tmp_path):
 
     yield start
 
-    problems = []
-    for s in started:
-        try:
-            if s.proc is None:
-                continue
-            if s.proc.poll() is None:
-                try:
-                    rc = s.stop(timeout=10.0)
-                except AssertionError as e:
-                    problems.append(f"{s.name}: {e}")
-                    rc = None
-            else:
-                rc = s.proc.returncode
-            if rc is not None and s.expect_rc is not None and rc != s.expect_rc:
-                problems.append(f"{s.name}: exit status {rc}, expected {s.expect_rc}; stderr:\n{s.stderr()[-4000:]}")
-        finally:
-            s.cleanup()
-        if sanitizer_reports(s.stderr()):
-            problems.append(f"{s.name}: sanitizer reports in stderr:\n{s.stderr()[-8000:]}")
+    problems = stop_and_check(started)
     if problems:
         pytest.fail("\n\n".join(problems), pytrace=False)
 

@@ -3,20 +3,18 @@
 // simulated endpoints accept only it), client keys stored hashed, readiness on /healthz, and a
 // bounded stop that insists on exit status 0, a clean stderr (make test also runs an ASan
 // build) and no secret in the logs.
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { SLUICE_BIN, freePorts, toYaml } from './sim.mjs';
+import { freePorts, startChild, stopChild, toYaml } from './sim.mjs';
 
 const RUN = randomBytes(6).toString('hex');
 export const BACKEND_KEY = `bk-${RUN}-backend-secret`;
 export const CLIENT_KEY = `ck-${RUN}-client-one`;
 export const MARKER = `PromptMarker${RUN}`;
 const BACKEND_KEY_ENV = 'SLUICE_TEST_BACKEND_KEY';
-const SANITIZER = ['ERROR: AddressSanitizer', 'runtime error:', 'LeakSanitizer', 'ThreadSanitizer'];
 
 export const hashKey = (key) => `sha256:${createHash('sha256').update(key).digest('hex')}`;
 
@@ -71,28 +69,10 @@ export class Gateway {
   async start(timeoutMs = 10000) {
     const file = path.join(this.dir, 'gateway.yaml');
     writeFileSync(file, toYaml(this.config) + '\n');
-    this.proc = spawn(SLUICE_BIN, ['serve', '--config', file], {
-      stdio: ['ignore', 'ignore', 'pipe'],
+    return startChild(this, 'sluice serve', ['serve', '--config', file], () => fetch(`${this.url}/healthz`, { signal: AbortSignal.timeout(1000) }), {
       env: { ...process.env, [BACKEND_KEY_ENV]: BACKEND_KEY },
+      timeoutMs,
     });
-    this.proc.stderr.setEncoding('utf8');
-    this.proc.stderr.on('data', (d) => {
-      this.stderr += d;
-    });
-    this.exited = new Promise((resolve) => this.proc.once('exit', (code, signal) => resolve({ code, signal })));
-    const spawnError = new Promise((_, reject) => this.proc.once('error', reject));
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if (this.proc.exitCode !== null) throw new Error(`sluice serve exited with ${this.proc.exitCode}:\n${this.stderr}`);
-      try {
-        const r = await Promise.race([fetch(`${this.url}/healthz`, { signal: AbortSignal.timeout(1000) }), spawnError]);
-        if (r.status === 200) return this;
-      } catch (e) {
-        if (e && e.code === 'ENOENT') throw new Error(`cannot run ${SLUICE_BIN} (build it, or set SLUICE_BIN)`);
-      }
-      if (Date.now() > deadline) throw new Error(`sluice serve not ready within ${timeoutMs} ms:\n${this.stderr}`);
-      await new Promise((r) => setTimeout(r, 25));
-    }
   }
 
   /** The secrets found in the logs (names), except those allowed. */
@@ -105,31 +85,10 @@ export class Gateway {
 
   /** SIGTERM, wait (bounded), and return the problems found (empty when all is well). */
   async stop(timeoutMs = 10000) {
-    const problems = [];
-    if (!this.proc) return problems;
-    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill('SIGTERM');
-    let timer;
-    const res = await Promise.race([
-      this.exited,
-      new Promise((r) => {
-        timer = setTimeout(() => r(null), timeoutMs);
-      }),
-    ]);
-    clearTimeout(timer);
-    if (res === null) {
-      this.proc.kill('SIGKILL');
-      await this.exited;
-      problems.push(`sluice serve did not exit within ${timeoutMs} ms of SIGTERM`);
-    } else if (res.code !== 0) {
-      problems.push(`sluice serve exited with ${res.code ?? res.signal}`);
-    }
-    const bad = this.stderr.split('\n').filter((l) => SANITIZER.some((m) => l.includes(m)));
-    if (bad.length) problems.push(`sanitizer reports:\n${this.stderr.slice(-8000)}`);
-    const leaked = this.leaks();
-    if (leaked.length) problems.push(`the gateway's logs hold the ${leaked.join(', ')}`);
-    if (problems.length) problems.push(`stderr (tail):\n${this.stderr.slice(-3000)}`);
-    rmSync(this.dir, { recursive: true, force: true });
-    return problems;
+    return stopChild(this, 'sluice serve', timeoutMs, () => {
+      const leaked = this.leaks();
+      return leaked.length ? [`the gateway's logs hold the ${leaked.join(', ')}`] : [];
+    });
   }
 }
 

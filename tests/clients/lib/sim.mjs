@@ -94,6 +94,65 @@ async function httpJson(port, method, urlPath, body, timeoutMs = 5000) {
   return { status: res.status, json, text };
 }
 
+/**
+ * Start `sluice ...args` for a Sim or Gateway `child` (named `what` in errors) and wait until
+ * probe() resolves to a response with status 200 (bounded by timeoutMs). Sets child.proc,
+ * collects its stderr in child.stderr and sets child.exited (resolves to { code, signal }).
+ */
+export async function startChild(child, what, args, probe, { env, timeoutMs = 10000 } = {}) {
+  child.proc = spawn(SLUICE_BIN, args, { stdio: ['ignore', 'ignore', 'pipe'], ...(env ? { env } : {}) });
+  child.proc.stderr.setEncoding('utf8');
+  child.proc.stderr.on('data', (d) => {
+    child.stderr += d;
+  });
+  child.exited = new Promise((resolve) => child.proc.once('exit', (code, signal) => resolve({ code, signal })));
+  const spawnError = new Promise((_, reject) => child.proc.once('error', reject));
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (child.proc.exitCode !== null) throw new Error(`${what} exited with ${child.proc.exitCode}:\n${child.stderr}`);
+    try {
+      const r = await Promise.race([probe(), spawnError]);
+      if (r.status === 200) return child;
+    } catch (e) {
+      if (e && e.code === 'ENOENT') throw new Error(`cannot run ${SLUICE_BIN} (build it, or set SLUICE_BIN)`);
+    }
+    if (Date.now() > deadline) throw new Error(`${what} not ready within ${timeoutMs} ms:\n${child.stderr}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/**
+ * Stop a child started by spawnChild(): SIGTERM, wait (bounded), and return the problems found
+ * (empty when all is well): exit status, sanitizer reports, and extraProblems() (run after
+ * the process has exited). Removes child.dir.
+ */
+export async function stopChild(child, what, timeoutMs = 10000, extraProblems = () => []) {
+  const problems = [];
+  if (!child.proc) return problems;
+  if (child.proc.exitCode === null && child.proc.signalCode === null) child.proc.kill('SIGTERM');
+  let timer;
+  const res = await Promise.race([
+    child.exited,
+    new Promise((r) => {
+      timer = setTimeout(() => r(null), timeoutMs);
+    }),
+  ]);
+  clearTimeout(timer);
+  if (res === null) {
+    child.proc.kill('SIGKILL');
+    await child.exited;
+    problems.push(`${what} did not exit within ${timeoutMs} ms of SIGTERM`);
+  } else if (res.code !== 0) {
+    problems.push(`${what} exited with ${res.code ?? res.signal}`);
+  }
+  const bad = child.stderr.split('\n').filter((l) => SANITIZER.some((m) => l.includes(m)));
+  if (bad.length) problems.push(`sanitizer reports:\n${child.stderr.slice(-8000)}`);
+  problems.push(...extraProblems());
+  if (problems.length) problems.push(`stderr (tail):\n${child.stderr.slice(-3000)}`);
+  rmSync(child.dir, { recursive: true, force: true });
+  return problems;
+}
+
 export class Sim {
   constructor(config, dir) {
     this.config = config;
@@ -115,52 +174,14 @@ export class Sim {
   async start(timeoutMs = 10000) {
     const file = path.join(this.dir, 'sim.yaml');
     writeFileSync(file, toYaml(this.config) + '\n');
-    this.proc = spawn(SLUICE_BIN, ['sim', '--config', file], { stdio: ['ignore', 'ignore', 'pipe'] });
-    this.proc.stderr.setEncoding('utf8');
-    this.proc.stderr.on('data', (d) => {
-      this.stderr += d;
+    return startChild(this, 'sluice sim', ['sim', '--config', file], () => httpJson(this.adminPort, 'GET', '/healthz', undefined, 1000), {
+      timeoutMs,
     });
-    this.exited = new Promise((resolve) => this.proc.once('exit', (code, signal) => resolve({ code, signal })));
-    const spawnError = new Promise((_, reject) => this.proc.once('error', reject));
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if (this.proc.exitCode !== null) throw new Error(`sluice sim exited with ${this.proc.exitCode}:\n${this.stderr}`);
-      try {
-        const r = await Promise.race([httpJson(this.adminPort, 'GET', '/healthz', undefined, 1000), spawnError]);
-        if (r.status === 200) return this;
-      } catch (e) {
-        if (e && e.code === 'ENOENT') throw new Error(`cannot run ${SLUICE_BIN} (build it, or set SLUICE_BIN)`);
-      }
-      if (Date.now() > deadline) throw new Error(`sluice sim not ready within ${timeoutMs} ms:\n${this.stderr}`);
-      await new Promise((r) => setTimeout(r, 25));
-    }
   }
 
   /** SIGTERM, wait (bounded), and return the problems found (empty when all is well). */
   async stop(timeoutMs = 10000) {
-    const problems = [];
-    if (!this.proc) return problems;
-    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill('SIGTERM');
-    let timer;
-    const res = await Promise.race([
-      this.exited,
-      new Promise((r) => {
-        timer = setTimeout(() => r(null), timeoutMs);
-      }),
-    ]);
-    clearTimeout(timer);
-    if (res === null) {
-      this.proc.kill('SIGKILL');
-      await this.exited;
-      problems.push(`sluice sim did not exit within ${timeoutMs} ms of SIGTERM`);
-    } else if (res.code !== 0) {
-      problems.push(`sluice sim exited with ${res.code ?? res.signal}`);
-    }
-    const bad = this.stderr.split('\n').filter((l) => SANITIZER.some((m) => l.includes(m)));
-    if (bad.length) problems.push(`sanitizer reports:\n${this.stderr.slice(-8000)}`);
-    if (problems.length) problems.push(`stderr (tail):\n${this.stderr.slice(-3000)}`);
-    rmSync(this.dir, { recursive: true, force: true });
-    return problems;
+    return stopChild(this, 'sluice sim', timeoutMs);
   }
 
   // ---- the control API ----
