@@ -45,6 +45,9 @@ int sl_str_to_u64(struct sl_str s, uint64_t *out);
 /* The raw (not percent-decoded) value of the first `name=value` pair of a
  * query string (without '?'); SL_STR_NULL when absent or empty. */
 struct sl_str sl_query_param(struct sl_str query, struct sl_str name);
+/* Take the next '&'-separated pair off the front of *query into *pair (possibly
+ * empty); false once *query is used up. */
+bool sl_query_next(struct sl_str *query, struct sl_str *pair);
 /* Constant-time equality for secrets of equal length. */
 bool sl_str_eq_consttime(struct sl_str a, struct sl_str b);
 

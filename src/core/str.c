@@ -60,16 +60,23 @@ bool sl_str_eq_consttime(struct sl_str a, struct sl_str b)
     return diff == 0;
 }
 
+bool sl_query_next(struct sl_str *query, struct sl_str *pair)
+{
+    if (query->len == 0)
+        return false;
+    const char *amp = memchr(query->base, '&', query->len);
+    size_t n = amp ? (size_t)(amp - query->base) : query->len;
+    *pair = (struct sl_str){query->base, n};
+    query->base += amp ? n + 1 : n;
+    query->len -= amp ? n + 1 : n;
+    return true;
+}
+
 struct sl_str sl_query_param(struct sl_str q, struct sl_str name)
 {
-    while (q.len) {
-        const char *amp = memchr(q.base, '&', q.len);
-        size_t n = amp ? (size_t)(amp - q.base) : q.len;
-        struct sl_str pair = {q.base, n};
+    struct sl_str pair;
+    while (sl_query_next(&q, &pair))
         if (pair.len > name.len + 1 && sl_str_starts_with(pair, name) && pair.base[name.len] == '=')
             return (struct sl_str){pair.base + name.len + 1, pair.len - name.len - 1};
-        q.base += amp ? n + 1 : n;
-        q.len -= amp ? n + 1 : n;
-    }
     return SL_STR_NULL;
 }

@@ -141,9 +141,9 @@ static void respond_models(struct sl_http_request *req, const struct sl_config *
     sl_buf_dispose(&b);
 }
 
-static void respond_no_route(struct sl_http_request *req, struct sl_str name)
+static void respond_no_route(struct sl_http_request *req)
 {
-    (void)name; /* not echoed: the message must not help probe for route names */
+    /* The name is not echoed: the message must not help probe for route names. */
     sl_http_respond_error(req, 404, "DeploymentNotFound",
                           "The API deployment for this resource does not exist. If you created "
                           "the deployment within the last 5 minutes, please wait a moment and "
@@ -162,24 +162,23 @@ static const char *upstream_name(const struct sl_config_route *route,
     return b->type == SL_BACKEND_OPENAI ? b->model : route->name;
 }
 
-/* Copy query to b, dropping api-version when `replace` is set (and adding it). */
+/*
+ * Append the client's query to b. With api_version set, the client's
+ * api-version is replaced by it; otherwise the client's is kept when
+ * keep_api_version (Azure backends) and dropped when not (OpenAI-style).
+ */
 static void append_query(struct sl_buf *b, struct sl_str query, const char *api_version,
                          bool keep_api_version)
 {
     bool first = true;
-    struct sl_str q = query;
-    while (q.len) {
-        const char *amp = memchr(q.base, '&', q.len);
-        size_t n = amp ? (size_t)(amp - q.base) : q.len;
-        struct sl_str pair = {q.base, n};
+    struct sl_str pair;
+    while (sl_query_next(&query, &pair)) {
         bool is_version = sl_str_starts_with(pair, SL_STR("api-version="));
-        if (n && (!is_version || (keep_api_version && api_version == NULL))) {
+        if (pair.len && (!is_version || (keep_api_version && api_version == NULL))) {
             sl_buf_append(b, first ? "?" : "&", 1);
             sl_buf_append_str(b, pair);
             first = false;
         }
-        q.base += amp ? n + 1 : n;
-        q.len -= amp ? n + 1 : n;
     }
     if (api_version) {
         sl_buf_append(b, first ? "?" : "&", 1);
@@ -376,7 +375,7 @@ void sl_proxy_on_request(struct sl_http_request *req, void *data)
     }
     if (route == NULL) {
         json_decref(doc);
-        respond_no_route(req, t.name);
+        respond_no_route(req);
         return;
     }
     const struct sl_config_backend *backend = &cfg->backends[route->backend_index];

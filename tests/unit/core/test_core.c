@@ -30,6 +30,15 @@ static void test_query_param(void **state)
     assert_null(sl_query_param(q, SL_STR("b")).base);
     assert_null(sl_query_param(q, SL_STR("api")).base);
     assert_null(sl_query_param(SL_STR(""), SL_STR("a")).base);
+
+    struct sl_str rest = SL_STR("a=1&&b"), pair;
+    assert_true(sl_query_next(&rest, &pair));
+    assert_true(sl_str_eq(pair, SL_STR("a=1")));
+    assert_true(sl_query_next(&rest, &pair));
+    assert_int_equal(pair.len, 0);
+    assert_true(sl_query_next(&rest, &pair));
+    assert_true(sl_str_eq(pair, SL_STR("b")));
+    assert_false(sl_query_next(&rest, &pair));
 }
 
 static void test_str_to_u64(void **state)
