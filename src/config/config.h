@@ -60,18 +60,42 @@ struct sl_config_backend {
     uint64_t first_byte_timeout_ms;
     uint64_t idle_timeout_ms;
     uint64_t total_timeout_ms;
-    char *ca_file; /* NULL: the system's CA store */
-    bool insecure; /* skip TLS verification: logged loudly at start-up */
-    bool http2;    /* offer HTTP/2 over TLS */
+    char *ca_file;   /* NULL: the system's CA store */
+    bool insecure;   /* skip TLS verification: logged loudly at start-up */
+    bool http2;      /* offer HTTP/2 over TLS */
+    char *geography; /* data-residency area, e.g. "eu"; NULL: none (serves no bound route) */
+    /* Circuit breaker (src/balance/): */
+    uint64_t failure_threshold;  /* consecutive failures (5xx, connection, timeout) that open it */
+    uint64_t open_time_ms;       /* first open period after failures; doubles per failed probe */
+    uint64_t max_open_time_ms;   /* cap of that doubling */
+    uint64_t throttle_time_ms;   /* a 429 without any retry header keeps it open this long */
+    uint64_t max_retry_after_ms; /* longer retry headers are clamped to this (and logged) */
 };
 
-/* A client-facing deployment/model name and where it goes. Owns its strings. */
-struct sl_config_route {
-    char *name;           /* what clients put in the path (Azure) or in `model` (v1) */
+/* One backend of a route's pool. Owns backend. */
+struct sl_config_pool_member {
     char *backend;        /* the backend's name */
     size_t backend_index; /* resolved: index into sl_config.backends */
-    char *api_version;    /* upstream api-version to use instead of the client's; NULL: pass */
-    bool log_payloads;    /* debug: log request/response bodies of this route (warned at start) */
+    uint64_t priority;    /* group: the lowest group with an available backend serves */
+    uint64_t weight;      /* share within its group (smooth weighted round robin) */
+};
+
+/* A client-facing deployment/model name and where it goes. Owns its strings and pool. */
+struct sl_config_route {
+    char *name;    /* what clients put in the path (Azure) or in `model` (v1) */
+    char *backend; /* shorthand for a pool of one backend; NULL when `backends` is given */
+    struct sl_config_pool_member *pool; /* n_pool members: `backends`, or the one `backend`
+                                         * (resolved), sorted by priority, then file order */
+    size_t n_pool;
+    char *api_version; /* upstream api-version to use instead of the client's; NULL: pass */
+    bool log_payloads; /* debug: log request/response bodies of this route (warned at start) */
+    bool allow_mixed_versions; /* a deliberate roll-out: the pool may mix models/versions */
+    uint64_t max_attempts;     /* backends tried per request, the first included */
+    uint32_t retry_budget_ppm; /* retries allowed as a share of requests (over 10 s) */
+    char **geographies;        /* n_geographies areas the route is bound to; none: unbound */
+    size_t n_geographies;
+    bool region_header;      /* clients may declare their region in `x-sluice-region` */
+    bool prefer_low_latency; /* within a group, the backend with the lowest recent TTFB */
 };
 
 /* An application allowed to call the gateway. Owns its strings and key_hashes. */
@@ -81,6 +105,22 @@ struct sl_config_client {
                   * several at once so a key can be rotated without downtime */
     size_t n_keys;
     unsigned char (*key_hashes)[32]; /* resolved: the n_keys SHA-256 digests */
+    char *region;                    /* where the client runs, for nearest-first; NULL: unknown */
+    char **geographies;              /* n_geographies areas it is bound to; none: unbound */
+    size_t n_geographies;
+};
+
+enum sl_readiness {
+    SL_READINESS_ANY, /* /readyz is 503 when any route has no available backend */
+    SL_READINESS_ALL, /* ... only when no route has one */
+};
+
+/* How routes pick and stick to backends (`routing:`). */
+struct sl_config_routing {
+    enum sl_readiness readiness;
+    uint64_t pin_ttl_ms;     /* how long a stateful object's backend is remembered */
+    uint64_t session_ttl_ms; /* how long an `x-sluice-session` stays on its backend */
+    uint64_t max_pins;       /* entries in the pin table; the oldest go first */
 };
 
 /* ---- simulator (`simulator:`): simulated Azure OpenAI / OpenAI endpoints ---- */
@@ -179,6 +219,7 @@ struct sl_config {
     struct sl_config_client *clients;
     size_t n_clients;
     bool backend_header; /* add `x-sluice-backend: <name>` to proxied responses */
+    struct sl_config_routing routing;
     struct sl_config_sim simulator;
     size_t *route_order; /* derived: the n_routes indices of routes sorted by name, for
                           * sl_config_find_route; NULL when there are none */

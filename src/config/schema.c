@@ -10,13 +10,21 @@
 
 _Static_assert(sizeof(enum sl_log_level) == sizeof(int), "enum fields are stored as int");
 _Static_assert(sizeof(enum sl_log_format) == sizeof(int), "enum fields are stored as int");
+_Static_assert(sizeof(enum sl_readiness) == sizeof(int), "enum fields are stored as int");
 
 #define KIB (1ull << 10)
 #define MIB (1ull << 20)
 #define GIB (1ull << 30)
 #define SECONDS 1000ull
 #define HOURS (3600ull * SECONDS)
+#define DAYS (24 * HOURS)
 #define MAX_WORKERS 256
+
+static const struct sl_cfg_choice readiness_choices[] = {
+    {"any", SL_READINESS_ANY},
+    {"all", SL_READINESS_ALL},
+    {NULL, 0},
+};
 
 static const struct sl_cfg_choice log_levels[] = {
     {"debug", SL_LOG_DEBUG},
@@ -205,6 +213,50 @@ static const struct sl_cfg_field fields[] = {
         SL_CFG_MEMBER(struct sl_config, backend_header),
         .section = "gateway",
     },
+    {
+        .name = "routing.readiness",
+        .type = SL_CFG_ENUM,
+        .def = "any",
+        SL_CFG_UNBOUNDED,
+        .doc = "When `GET /readyz` answers 503, so that a load balancer in front stops sending "
+               "traffic here: `any` — as soon as one route has no backend available (every "
+               "one open or throttled); `all` — only when no route has one.",
+        SL_CFG_MEMBER(struct sl_config, routing.readiness),
+        .choices = readiness_choices,
+    },
+    {
+        .name = "routing.pin_ttl",
+        .type = SL_CFG_DURATION,
+        .def = "24h",
+        .min = SECONDS,
+        .max = 90 * DAYS,
+        .doc = "How long sluice remembers which backend holds a stateful object (a thread, an "
+               "assistant, a file, a stored response) after it was last used: requests that "
+               "name the object go to that backend only. Objects older than this, or created "
+               "before a restart, are routed like any request.",
+        SL_CFG_MEMBER(struct sl_config, routing.pin_ttl_ms),
+    },
+    {
+        .name = "routing.session_ttl",
+        .type = SL_CFG_DURATION,
+        .def = "1h",
+        .min = SECONDS,
+        .max = 90 * DAYS,
+        .doc = "How long requests with the same `x-sluice-session` header keep going to the "
+               "backend that served the first one (while it is available) after the last "
+               "such request.",
+        SL_CFG_MEMBER(struct sl_config, routing.session_ttl_ms),
+    },
+    {
+        .name = "routing.max_pins",
+        .type = SL_CFG_INT,
+        .def = "100000",
+        .min = 16,
+        .max = 100000000,
+        .doc = "Objects and sessions remembered at most; when full, the oldest is forgotten. "
+               "Each takes about 100 bytes plus its id.",
+        SL_CFG_MEMBER(struct sl_config, routing.max_pins),
+    },
     /* The rest of the simulator's schema is in schema_sim.c. */
     {
         .name = "simulator.seed",
@@ -236,6 +288,9 @@ static const struct sl_cfg_section sections[] = {
      "connection."},
     {"log", "`log`: logging", "The gateway logs to standard error."},
     {"gateway", "`backends`, `routes` and `clients`: the gateway", sl_cfg_gateway_doc},
+    {"routing", "`routing`: readiness and pinning",
+     "How `/readyz` reports this process, and how long requests stick to the backend that "
+     "holds their state. docs/routing.md explains pools, failover and pinning."},
     {"simulator", "`simulator`: simulated Azure OpenAI endpoints", sl_cfg_sim_doc},
 };
 

@@ -539,6 +539,70 @@ static const struct sl_cfg_field backend_fields[] = {
                "always use HTTP/1.1.",
         SL_CFG_MEMBER(struct sl_config_backend, http2),
     },
+    {
+        .name = "geography",
+        .type = SL_CFG_STRING,
+        .min = 1,
+        .max = MAX_NAME,
+        .doc = "The data-residency area the backend is in, e.g. `eu` or `us`: a route or "
+               "client bound to `geographies` is only ever served by backends in one of them, "
+               "on failover and retries too. Not set: the backend serves no bound route.",
+        SL_CFG_MEMBER(struct sl_config_backend, geography),
+        .check = check_name,
+    },
+    {
+        .name = "failure_threshold",
+        .type = SL_CFG_INT,
+        .def = "5",
+        .min = 1,
+        .max = 1000,
+        .doc = "Consecutive failures (a 500, 502, 503 or 504, a connection failure, a timeout) "
+               "after which the backend's circuit opens: no request is sent to it for "
+               "`open_time`, then one trial request decides whether it serves again.",
+        SL_CFG_MEMBER(struct sl_config_backend, failure_threshold),
+    },
+    {
+        .name = "open_time",
+        .type = SL_CFG_DURATION,
+        .def = "5s",
+        .min = 10,
+        .max = HOURS,
+        .doc = "How long the circuit stays open after `failure_threshold` failures. Each failed "
+               "trial doubles it, up to `max_open_time`; a successful one closes the circuit "
+               "and starts again from this.",
+        SL_CFG_MEMBER(struct sl_config_backend, open_time_ms),
+    },
+    {
+        .name = "max_open_time",
+        .type = SL_CFG_DURATION,
+        .def = "5m",
+        .min = 10,
+        .max = 24 * HOURS,
+        .doc = "The longest the circuit stays open after failures, however often the trial "
+               "requests fail.",
+        SL_CFG_MEMBER(struct sl_config_backend, max_open_time_ms),
+    },
+    {
+        .name = "throttle_time",
+        .type = SL_CFG_DURATION,
+        .def = "10s",
+        .min = 1,
+        .max = HOURS,
+        .doc = "How long a 429 keeps requests away from the backend when it says nothing about "
+               "when to come back. Otherwise its `retry-after-ms`, `Retry-After` or "
+               "`x-ratelimit-reset-*` header decides, exactly.",
+        SL_CFG_MEMBER(struct sl_config_backend, throttle_time_ms),
+    },
+    {
+        .name = "max_retry_after",
+        .type = SL_CFG_DURATION,
+        .def = "5m",
+        .min = 1,
+        .max = 24 * HOURS,
+        .doc = "A 429 asking for a longer pause than this is taken as asking for this long "
+               "(and logged): a wrong header must not take a backend out for a day.",
+        SL_CFG_MEMBER(struct sl_config_backend, max_retry_after_ms),
+    },
 };
 
 /* In a (checked) URL, where a path segment "/openai" starts; NULL if none. */
@@ -564,6 +628,12 @@ static void backend_finish(void *obj, struct sl_cfg_check *chk)
                            "only, and neither \".\" alone nor \"..\" (it goes into URL paths), "
                            "got \"%s\"",
                            b->deployment);
+    if (b->open_time_ms > b->max_open_time_ms && sl_cfg_check_usable(chk, "open_time") &&
+        sl_cfg_check_usable(chk, "max_open_time"))
+        sl_cfg_check_error(
+            chk, sl_cfg_check_in_file(chk, "open_time") ? "open_time" : "max_open_time",
+            "open_time (%llu ms) is longer than max_open_time (%llu ms)",
+            (unsigned long long)b->open_time_ms, (unsigned long long)b->max_open_time_ms);
     /* The most common paste: a whole request URL where the endpoint belongs. */
     const char *cut = b->url ? azure_api_path(b->url) : NULL;
     if (b->type == SL_BACKEND_AZURE && cut && sl_cfg_check_usable(chk, "type")) {
@@ -588,6 +658,47 @@ const struct sl_cfg_schema sl_cfg_backend_schema = {
 
 /* ---- one route ---- */
 
+static const struct sl_cfg_field pool_member_fields[] = {
+    {
+        .name = "backend",
+        .type = SL_CFG_STRING,
+        .required = true,
+        .min = 1,
+        .max = MAX_NAME,
+        .doc = "The `name` of a backend. A backend appears once per pool.",
+        SL_CFG_MEMBER(struct sl_config_pool_member, backend),
+    },
+    {
+        .name = "priority",
+        .type = SL_CFG_INT,
+        .def = "1",
+        .min = 0,
+        .max = 1000,
+        .doc = "The member's group: requests go to the group with the lowest number that has "
+               "a backend available, and spill over to the next group only while none is "
+               "(e.g. PTU at 1, pay-as-you-go at 2).",
+        SL_CFG_MEMBER(struct sl_config_pool_member, priority),
+    },
+    {
+        .name = "weight",
+        .type = SL_CFG_INT,
+        .def = "1",
+        .min = 1,
+        .max = 1000,
+        .doc = "The member's share of its group's requests, against the others' weights "
+               "(90 and 10 send 90 % and 10 %), spread evenly by smooth weighted round robin.",
+        SL_CFG_MEMBER(struct sl_config_pool_member, weight),
+    },
+};
+
+static const struct sl_cfg_schema pool_member_schema = {
+    .fields = pool_member_fields,
+    .n_fields = SL_ARRAY_LEN(pool_member_fields),
+    .size = sizeof(struct sl_config_pool_member),
+    .unique = "backend",
+    .doc = "One backend of a route's pool.",
+};
+
 static const struct sl_cfg_field route_fields[] = {
     {
         .name = "name",
@@ -605,11 +716,89 @@ static const struct sl_cfg_field route_fields[] = {
     {
         .name = "backend",
         .type = SL_CFG_STRING,
-        .required = true,
         .min = 1,
         .max = MAX_NAME,
-        .doc = "The `name` of the backend that serves the route.",
+        .doc = "The `name` of the one backend that serves the route: short for `backends: "
+               "[{backend: NAME}]`. Give either this or `backends`.",
         SL_CFG_MEMBER(struct sl_config_route, backend),
+    },
+    {
+        .name = "backends",
+        .type = SL_CFG_OBJECT_LIST,
+        .min = 1,
+        .max = 64,
+        .doc = "The pool of backends that serve the route, each with a `priority` group and a "
+               "`weight` (see below). A backend that is throttled or failing is skipped until "
+               "it recovers. Give either this or `backend`.",
+        SL_CFG_MEMBER(struct sl_config_route, pool),
+        SL_CFG_COUNT(struct sl_config_route, n_pool),
+        .sub = &pool_member_schema,
+    },
+    {
+        .name = "allow_mixed_versions",
+        .type = SL_CFG_BOOL,
+        .def = "false",
+        SL_CFG_UNBOUNDED,
+        .doc = "Let the pool mix backends whose `model` or `version` differ: a deliberate "
+               "roll-out (a weighted canary of a new model version). Otherwise the "
+               "configuration is refused, because clients of one name would get answers from "
+               "different models.",
+        SL_CFG_MEMBER(struct sl_config_route, allow_mixed_versions),
+    },
+    {
+        .name = "max_attempts",
+        .type = SL_CFG_INT,
+        .def = "3",
+        .min = 1,
+        .max = 10,
+        .doc = "Backends tried for one request, the first included. A request is retried on "
+               "another backend of the pool (never the one that just failed) after a 429, "
+               "500, 502, 503 or 504, a connection failure or a timeout, as long as nothing "
+               "was sent to the client yet. `1`: never retry.",
+        SL_CFG_MEMBER(struct sl_config_route, max_attempts),
+    },
+    {
+        .name = "retry_budget",
+        .type = SL_CFG_RATIO,
+        .def = "20%",
+        .min = 0,
+        .max = 1000000,
+        .doc = "Retries allowed as a share of the route's requests over the last 10 seconds "
+               "(at least 3 per 10 seconds), so that an outage does not multiply the load on "
+               "the backends that are left.",
+        SL_CFG_MEMBER(struct sl_config_route, retry_budget_ppm),
+    },
+    {
+        .name = "geographies",
+        .type = SL_CFG_STRING_LIST,
+        .min = 0,
+        .max = 16,
+        .doc = "Data residency: the route is only ever served by backends whose `geography` "
+               "is one of these, on failover, retries and spill-over too. When none of them "
+               "is available the client gets 429 or 503 saying so. Not set: any backend.",
+        SL_CFG_MEMBER(struct sl_config_route, geographies),
+        SL_CFG_COUNT(struct sl_config_route, n_geographies),
+        .check = check_name,
+    },
+    {
+        .name = "region_header",
+        .type = SL_CFG_BOOL,
+        .def = "false",
+        SL_CFG_UNBOUNDED,
+        .doc = "Let clients declare their region in an `x-sluice-region` header (e.g. "
+               "`westeurope`), overriding the client's `region`: within a priority group, a "
+               "backend in that region is preferred while it is available.",
+        SL_CFG_MEMBER(struct sl_config_route, region_header),
+    },
+    {
+        .name = "prefer_low_latency",
+        .type = SL_CFG_BOOL,
+        .def = "false",
+        SL_CFG_UNBOUNDED,
+        .doc = "Within a priority group (and after the client's region), send each request to "
+               "the backend with the lowest recent time to first byte instead of by weight. "
+               "Never overrides priority groups, geographies or pinning.",
+        SL_CFG_MEMBER(struct sl_config_route, prefer_low_latency),
     },
     {
         .name = "api_version",
@@ -635,15 +824,45 @@ static const struct sl_cfg_field route_fields[] = {
     },
 };
 
+/* Exactly one of `backend` and `backends`; the shorthand becomes a pool of one. */
+static void route_finish(void *obj, struct sl_cfg_check *chk)
+{
+    struct sl_config_route *r = obj;
+    bool one = sl_cfg_check_in_file(chk, "backend"), pool = sl_cfg_check_in_file(chk, "backends");
+    if (one && pool) {
+        sl_cfg_check_error(chk, "backends",
+                           "give either `backend` (one backend) or `backends` (a pool), not both");
+        return;
+    }
+    if (!one && !pool) {
+        sl_cfg_check_error(chk, "backend",
+                           "a route needs `backend: NAME` or a pool under `backends:`");
+        return;
+    }
+    if (!one || r->backend == NULL)
+        return;
+    r->pool = calloc(1, sizeof(*r->pool));
+    char *name = strdup(r->backend);
+    if (r->pool == NULL || name == NULL) {
+        free(name);
+        sl_cfg_check_nomem(chk);
+        return;
+    }
+    r->pool[0] = (struct sl_config_pool_member){.backend = name, .priority = 1, .weight = 1};
+    r->n_pool = 1;
+}
+
 const struct sl_cfg_schema sl_cfg_route_schema = {
     .fields = route_fields,
     .n_fields = SL_ARRAY_LEN(route_fields),
     .size = sizeof(struct sl_config_route),
     .unique = "name",
-    .doc = "A route gives a backend a name that clients call. On Azure paths the deployment "
-           "in the path picks the route, whatever `model` the body names; on OpenAI-style "
-           "paths (`/v1/...`, `/openai/v1/...`) `model` in the body does. A route sends every "
-           "request to its `backend`, under the backend's `deployment` name when it has one.",
+    .finish = route_finish,
+    .doc = "A route gives a pool of backends a name that clients call. On Azure paths the "
+           "deployment in the path picks the route, whatever `model` the body names; on "
+           "OpenAI-style paths (`/v1/...`, `/openai/v1/...`) `model` in the body does. Each "
+           "request goes to a backend of the pool, under the backend's `deployment` name when "
+           "it has one: docs/routing.md explains the choice, failover and retries.",
 };
 
 /* ---- one client ---- */
@@ -673,6 +892,29 @@ static const struct sl_cfg_field client_fields[] = {
         SL_CFG_MEMBER(struct sl_config_client, keys),
         SL_CFG_COUNT(struct sl_config_client, n_keys),
         .check = check_hashed_key,
+    },
+    {
+        .name = "region",
+        .type = SL_CFG_STRING,
+        .min = 1,
+        .max = MAX_NAME,
+        .doc = "Where the client runs, as a backend `region` (e.g. `westeurope`): within a "
+               "priority group, a backend in the same region serves it while one is available "
+               "(nearest first).",
+        SL_CFG_MEMBER(struct sl_config_client, region),
+        .check = check_text,
+    },
+    {
+        .name = "geographies",
+        .type = SL_CFG_STRING_LIST,
+        .min = 0,
+        .max = 16,
+        .doc = "Data residency: the client's requests are only ever served by backends whose "
+               "`geography` is one of these, whatever route they call, on failover and "
+               "retries too. When the route also has `geographies`, a backend must be in both.",
+        SL_CFG_MEMBER(struct sl_config_client, geographies),
+        SL_CFG_COUNT(struct sl_config_client, n_geographies),
+        .check = check_name,
     },
 };
 
@@ -717,7 +959,98 @@ const struct sl_cfg_schema sl_cfg_client_schema = {
 
 /* ---- checks across lists ---- */
 
-/* Each route's backend must exist; resolves backend_index. */
+/* Why `name` names no backend, for a message: a near name, or the list. */
+static void no_backend_hint(const struct sl_config *c, const char **names, const char *name,
+                            struct sl_buf *hint)
+{
+    hint->len = 0;
+    const char *near = sl_cfg_suggest(sl_str_from_cstr(name), names, c->n_backends);
+    if (near) {
+        sl_buf_appendf(hint, " (did you mean \"%s\"?)", near);
+    } else if (c->n_backends == 0) {
+        sl_buf_appendf(hint, "; there are no backends: declare it under \"backends:\"");
+    } else {
+        sl_buf_appendf(hint, "; the backends are ");
+        for (size_t k = 0; k < c->n_backends && k < 10; k++)
+            sl_buf_appendf(hint, "%s%s", k ? ", " : "", names[k]);
+        if (c->n_backends > 10)
+            sl_buf_appendf(hint, " and %zu more", c->n_backends - 10);
+    }
+}
+
+static bool same_text(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0);
+}
+
+/* A pool serves one model: every member runs the first one's model and version, unless the
+ * route says it is a deliberate mixed roll-out. */
+static void check_versions(const struct sl_config *c, size_t i, struct sl_cfg_check *chk)
+{
+    const struct sl_config_route *r = &c->routes[i];
+    if (r->allow_mixed_versions || r->n_pool < 2)
+        return;
+    const struct sl_config_backend *first = &c->backends[r->pool[0].backend_index];
+    for (size_t m = 1; m < r->n_pool; m++) {
+        const struct sl_config_backend *b = &c->backends[r->pool[m].backend_index];
+        if (same_text(first->model, b->model) && same_text(first->version, b->version))
+            continue;
+        sl_cfg_check_error_in(chk, "routes", i, "backends",
+                              "route \"%s\" mixes models: backend \"%s\" runs %s version %s "
+                              "but backend \"%s\" runs %s version %s; a pool serves one model "
+                              "and version (set allow_mixed_versions: true for a deliberate "
+                              "roll-out)",
+                              r->name, first->name, first->model,
+                              first->version ? first->version : "(not set)", b->name, b->model,
+                              b->version ? b->version : "(not set)");
+        return;
+    }
+}
+
+static bool in_list(const char *s, char *const *list, size_t n)
+{
+    for (size_t i = 0; s && i < n; i++)
+        if (strcmp(s, list[i]) == 0)
+            return true;
+    return false;
+}
+
+/* A route bound to geographies needs a backend in one of them. */
+static void check_geographies(const struct sl_config *c, size_t i, struct sl_cfg_check *chk)
+{
+    const struct sl_config_route *r = &c->routes[i];
+    if (r->n_geographies == 0)
+        return;
+    for (size_t m = 0; m < r->n_pool; m++)
+        if (in_list(c->backends[r->pool[m].backend_index].geography, r->geographies,
+                    r->n_geographies))
+            return;
+    struct sl_buf list;
+    sl_buf_init(&list);
+    for (size_t g = 0; g < r->n_geographies; g++)
+        sl_buf_appendf(&list, "%s%s", g ? ", " : "", r->geographies[g]);
+    sl_cfg_check_error_in(chk, "routes", i, "geographies",
+                          "route \"%s\" is bound to geographies (%s) its pool has no backend "
+                          "in: give a backend of the pool a matching `geography`, or add one "
+                          "that has it",
+                          r->name, list.base ? list.base : "");
+    sl_buf_dispose(&list);
+}
+
+/* Lower priority first; members of a group keep their order in the file. */
+static void sort_pool(struct sl_config_route *r)
+{
+    for (size_t i = 1; i < r->n_pool; i++) {
+        struct sl_config_pool_member m = r->pool[i];
+        size_t j = i;
+        for (; j > 0 && r->pool[j - 1].priority > m.priority; j--)
+            r->pool[j] = r->pool[j - 1];
+        r->pool[j] = m;
+    }
+}
+
+/* Each pool member's backend must exist (resolves backend_index); then the checks that need
+ * the backends: one model per pool, geographies. */
 static void resolve_routes(struct sl_config *c, struct sl_cfg_check *chk)
 {
     const char **names = NULL;
@@ -736,28 +1069,31 @@ static void resolve_routes(struct sl_config *c, struct sl_cfg_check *chk)
         names[i] = c->backends[i].name;
     for (size_t i = 0; i < c->n_routes; i++) {
         struct sl_config_route *r = &c->routes[i];
-        size_t b = 0;
-        while (b < c->n_backends && strcmp(names[b], r->backend) != 0)
-            b++;
-        if (b < c->n_backends) {
-            r->backend_index = b;
+        bool resolved = true;
+        for (size_t m = 0; m < r->n_pool; m++) {
+            struct sl_config_pool_member *pm = &r->pool[m];
+            size_t b = 0;
+            while (b < c->n_backends && strcmp(names[b], pm->backend) != 0)
+                b++;
+            pm->backend_index = b;
+            if (b < c->n_backends)
+                continue;
+            resolved = false;
+            no_backend_hint(c, names, pm->backend, &hint);
+            if (r->backend)
+                sl_cfg_check_error_in(chk, "routes", i, "backend",
+                                      "route \"%s\": no backend \"%s\"%s", r->name, pm->backend,
+                                      hint.base ? hint.base : "");
+            else
+                sl_cfg_check_error_in(chk, "routes", i, "backends",
+                                      "route \"%s\": backends[%zu]: no backend \"%s\"%s", r->name,
+                                      m, pm->backend, hint.base ? hint.base : "");
+        }
+        if (!resolved)
             continue;
-        }
-        hint.len = 0;
-        const char *near = sl_cfg_suggest(sl_str_from_cstr(r->backend), names, c->n_backends);
-        if (near) {
-            sl_buf_appendf(&hint, " (did you mean \"%s\"?)", near);
-        } else if (c->n_backends == 0) {
-            sl_buf_appendf(&hint, "; there are no backends: declare it under \"backends:\"");
-        } else {
-            sl_buf_appendf(&hint, "; the backends are ");
-            for (size_t k = 0; k < c->n_backends && k < 10; k++)
-                sl_buf_appendf(&hint, "%s%s", k ? ", " : "", names[k]);
-            if (c->n_backends > 10)
-                sl_buf_appendf(&hint, " and %zu more", c->n_backends - 10);
-        }
-        sl_cfg_check_error_in(chk, "routes", i, "backend", "route \"%s\": no backend \"%s\"%s",
-                              r->name, r->backend, hint.base ? hint.base : "");
+        check_versions(c, i, chk);
+        check_geographies(c, i, chk);
+        sort_pool(r);
     }
 out:
     free(names);

@@ -378,7 +378,7 @@ void sl_proxy_on_request(struct sl_http_request *req, void *data)
         respond_no_route(req);
         return;
     }
-    const struct sl_config_backend *backend = &cfg->backends[route->backend_index];
+    const struct sl_config_backend *backend = &cfg->backends[route->pool[0].backend_index];
     if (doc == NULL && backend->type == SL_BACKEND_OPENAI && req->body.len) {
         /* An OpenAI-style backend reads the model from the body: it must be set there. */
         if ((doc = parse_body(req)) == NULL)

@@ -133,16 +133,16 @@ static void test_full(void **state)
     const struct sl_config_route *r = &c->routes[0];
     assert_string_equal(r->name, "gpt-4o");
     assert_string_equal(r->backend, "eastus.gpt-4o_1");
-    assert_int_equal(r->backend_index, 0);
+    assert_int_equal(r->pool[0].backend_index, 0);
     assert_string_equal(r->api_version, "2024-10-21");
     assert_true(r->log_payloads);
     r = &c->routes[1];
     assert_string_equal(r->name, "llama");
     assert_string_equal(r->backend, "local");
-    assert_int_equal(r->backend_index, 1);
+    assert_int_equal(r->pool[0].backend_index, 1);
     assert_null(r->api_version);
     assert_false(r->log_payloads);
-    assert_int_equal(c->routes[2].backend_index, 0);
+    assert_int_equal(c->routes[2].pool[0].backend_index, 0);
     /* The index is in name order: "GPT-4o" < "gpt-4o" < "llama". */
     assert_non_null(c->route_order);
     assert_int_equal(c->route_order[0], 2);
@@ -542,16 +542,16 @@ static void test_example_file(void **state)
     assert_int_equal(c->n_backends, 3);
     const struct sl_config_route *r = sl_config_find_route(c, SL_STR("gpt-4o"));
     assert_non_null(r);
-    const struct sl_config_backend *b = &c->backends[r->backend_index];
+    const struct sl_config_backend *b = &c->backends[r->pool[0].backend_index];
     assert_string_equal(b->name, "sim-eastus-payg");
     assert_string_equal(b->url, "http://127.0.0.1:8092");
     assert_int_equal(b->type, SL_BACKEND_AZURE);
     r = sl_config_find_route(c, SL_STR("gpt-4o-mini"));
     assert_non_null(r);
-    assert_string_equal(c->backends[r->backend_index].url, "http://127.0.0.1:8093");
+    assert_string_equal(c->backends[r->pool[0].backend_index].url, "http://127.0.0.1:8093");
     r = sl_config_find_route(c, SL_STR("text-embedding-3-small"));
     assert_non_null(r);
-    assert_string_equal(c->backends[r->backend_index].url, "http://127.0.0.1:8091");
+    assert_string_equal(c->backends[r->pool[0].backend_index].url, "http://127.0.0.1:8091");
     assert_int_equal(c->n_routes, 3);
     assert_int_equal(c->n_clients, 1);
     assert_string_equal(c->clients[0].name, "dev");
@@ -564,7 +564,7 @@ static void test_example_file(void **state)
     assert_int_equal(err, SL_OK);
     assert_int_equal(sl_config_load_default(&def, &errs), SL_OK);
     for (size_t i = 0; i < c->n_routes; i++) {
-        const struct sl_config_backend *be = &c->backends[c->routes[i].backend_index];
+        const struct sl_config_backend *be = &c->backends[c->routes[i].pool[0].backend_index];
         const char *want = be->deployment ? be->deployment : c->routes[i].name;
         bool served = false;
         for (size_t e = 0; e < def->simulator.n_endpoints; e++) {
