@@ -13,6 +13,8 @@ static const char usage[] =
     "  serve [--config FILE]     run the gateway (built-in defaults without --config)\n"
     "  sim [--config FILE | --listen ADDR]\n"
     "                            run simulated Azure OpenAI endpoints (docs/simulator.md)\n"
+    "  status [--admin ADDR | --config FILE] [--json]\n"
+    "                            show a running gateway's routes and backends (circuits)\n"
     "  check-config FILE         validate a configuration file; exit 0 when valid, 1 when not\n"
     "  hash-key [KEY]            print the sha256:... form of a client key for `clients.keys`\n"
     "  config-reference          print the configuration reference (docs/config.md)\n"
@@ -131,6 +133,53 @@ static int cmd_sim(int argc, char **argv)
     return rc;
 }
 
+static int cmd_status(int argc, char **argv)
+{
+    static const char help[] =
+        "usage: sluice status [--admin ADDR | --config FILE] [--json]\n"
+        "\n"
+        "Show a running gateway's routes and backends: each backend's circuit (closed, open,\n"
+        "half-open), until when and why, requests in flight and recent outcomes. It asks the\n"
+        "gateway's admin listener: ADDR (e.g. 127.0.0.1:9090), or the admin_listen of FILE,\n"
+        "or else that of the built-in configuration. --json prints the answer as it is.\n";
+    const char *admin = NULL, *path = NULL;
+    bool json = false;
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(help, stdout);
+            return 0;
+        }
+        if (strcmp(argv[i], "--admin") == 0 && i + 1 < argc)
+            admin = argv[++i];
+        else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            path = argv[++i];
+        else if (strcmp(argv[i], "--json") == 0)
+            json = true;
+        else
+            return bad_usage("status: unknown option or missing value: %s", argv[i]);
+    }
+    if (admin && path)
+        return bad_usage("status: give --admin or --config, not both%s", "");
+    struct sl_config_addr addr;
+    if (admin) {
+        struct sl_buf why;
+        sl_buf_init(&why);
+        int err = sl_config_parse_addr(sl_str_from_cstr(admin), &addr, &why);
+        if (err)
+            fprintf(stderr, "sluice: status: --admin: %s\n", why.base ? why.base : "bad address");
+        sl_buf_dispose(&why);
+        if (err)
+            return 2;
+    } else {
+        struct sl_config *cfg = NULL;
+        if (load_config(path, &cfg) != SL_OK)
+            return 1;
+        addr = cfg->admin_listen;
+        sl_config_unref(cfg);
+    }
+    return sl_gateway_print_status(&addr, json, stdout, stderr);
+}
+
 static int cmd_check_config(int argc, char **argv)
 {
     static const char help[] =
@@ -231,6 +280,8 @@ int main(int argc, char **argv)
         return cmd_serve(argc - 2, argv + 2);
     if (strcmp(cmd, "sim") == 0)
         return cmd_sim(argc - 2, argv + 2);
+    if (strcmp(cmd, "status") == 0)
+        return cmd_status(argc - 2, argv + 2);
     if (strcmp(cmd, "check-config") == 0)
         return cmd_check_config(argc - 2, argv + 2);
     if (strcmp(cmd, "hash-key") == 0)
