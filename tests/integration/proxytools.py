@@ -698,3 +698,178 @@ class RecordingBackend:
         return self.requests
 
 
+
+
+# ---- routing: a gateway and its simulated endpoints in one process -------------------------------
+# For tests/integration/test_routing*.py: `sluice serve --config FILE` with a gateway section and
+# a `simulator:` section, each simulated endpoint being a backend (or several). The simulator's
+# control API (/_sim/faults, /_sim/stats) and /sluice/status are on the same admin listener.
+#
+#     def test_x(start_routing):
+#         env = start_routing(
+#             endpoints=[routing_endpoint("ep-a"), routing_endpoint("ep-b")],
+#             backends=[routing_backend("a", "ep-a"), routing_backend("b", "ep-b")],
+#             routes=[{"name": "gpt-4o", "backends": [{"backend": "a"}, {"backend": "b"}]}])
+#         r = env.chat()                       # POST az("gpt-4o") with CLIENT_KEY
+#         assert r.header("x-sluice-backend") in ("a", "b") and env.seen("ep-a") <= 1
+
+
+def routing_endpoint(name, region="eastus", deployments=None, **kw):
+    """A simulated endpoint that accepts BACKEND_KEY only; by default one fast gpt-4o deployment."""
+    e = {
+        "name": name,
+        "region": region,
+        "flavor": "azure",
+        "api_keys": [BACKEND_KEY],
+        "deployments": deployments if deployments is not None else [chat_dep("gpt-4o", version="2024-08-06")],
+    }
+    e.update(kw)
+    return e
+
+
+def routing_backend(name, endpoint, deployment="gpt-4o", **kw):
+    """An Azure backend on the simulated endpoint named endpoint (its URL is filled in when the
+    gateway starts); kw sets any backend key (region, geography, failure_threshold, ...)."""
+    b = azure_backend(name, 0, deployment=deployment)
+    b["endpoint"] = endpoint
+    b.update(kw)
+    return b
+
+
+class RoutingEnv:
+    """A running gateway (self.gw) whose simulated endpoints serve in the same process."""
+
+    def __init__(self, gw, endpoint_ports):
+        self.gw = gw
+        self.ports = endpoint_ports  # endpoint name -> port
+
+    @property
+    def port(self):
+        return self.gw.port
+
+    @property
+    def admin_port(self):
+        return self.gw.admin_port
+
+    def call(self, method, path, body=None, headers=None, key=CLIENT_KEY, auth="api-key", timeout=15.0):
+        return gw_call(self.port, method, path, body, headers, key, auth, timeout)
+
+    def chat(self, route="gpt-4o", key=CLIENT_KEY, headers=None, timeout=15.0, **body):
+        """A chat completion on the Azure path of route."""
+        return self.call("POST", f"/openai/deployments/{route}/chat/completions?api-version={API_VERSION}",
+                         chat_body(**body), headers, key, timeout=timeout)
+
+    def admin(self, method, path, body=None, timeout=10.0):
+        return call(self.admin_port, method, path, body, key=None, timeout=timeout)
+
+    def faults(self, ep, faults):
+        """Replace the runtime fault rules of endpoint ep (simtools.rt_fault builds them)."""
+        r = self.admin("POST", "/_sim/faults", {"endpoint": ep, "faults": faults})
+        assert 200 <= r.status < 300, r
+        return r
+
+    def clear_faults(self, ep=None):
+        r = self.admin("DELETE", "/_sim/faults" + (f"?endpoint={ep}" if ep else ""))
+        assert 200 <= r.status < 300, r
+
+    def stats(self):
+        r = self.admin("GET", "/_sim/stats")
+        assert r.status == 200, r
+        return r.json()
+
+    def seen(self, ep, stats=None):
+        """Every request simulated endpoint ep received (its deployments and unrouted)."""
+        e = (stats or self.stats())["endpoints"][ep]
+        return e["unrouted"]["requests"] + sum(d["requests"] for d in e["deployments"].values())
+
+    def seen_all(self):
+        st = self.stats()
+        return {ep: self.seen(ep, st) for ep in self.ports}
+
+    def status(self):
+        """GET /sluice/status on the admin listener, parsed."""
+        r = self.admin("GET", "/sluice/status")
+        assert r.status == 200, r
+        ct = (r.header("content-type") or "").split(";")[0].strip()
+        assert ct == "application/json", r
+        return r.json()
+
+    def backend_status(self, name, status=None):
+        for b in (status or self.status())["backends"]:
+            if b["name"] == name:
+                return b
+        raise AssertionError(f"no backend {name!r} in /sluice/status")
+
+    def wait_backend(self, name, pred, timeout=10.0, what=None):
+        """The backend's /sluice/status entry once pred(entry) holds (bounded)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            b = self.backend_status(name)
+            if pred(b):
+                return b
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what or 'condition'} on backend {name}: not within {timeout}s: {b}")
+            time.sleep(0.02)
+
+    def readyz(self):
+        return call(self.port, "GET", "/readyz", key=None, timeout=5.0)
+
+
+def start_routing_env(workdir, tag, procs, endpoints, backends, routes, clients=None, routing=None, gw=None):
+    """Start one gateway serving endpoints beside it (see RoutingEnv); appended to procs."""
+    ports = free_ports(2 + len(endpoints))
+    eps = [dict(e) for e in endpoints]
+    by_name = {}
+    for e, p in zip(eps, ports[2:]):
+        e["listen"] = f"127.0.0.1:{p}"
+        by_name[e["name"]] = p
+    bes = []
+    for b in backends:
+        b = dict(b)
+        ep = b.pop("endpoint", None)
+        if ep is not None:
+            b["url"] = f"http://127.0.0.1:{by_name[ep]}"
+        bes.append(b)
+    if clients is None:
+        clients = [
+            {"name": "app1", "keys": [hash_key(CLIENT_KEY)]},
+            {"name": "app2", "keys": [hash_key(CLIENT_KEY_2)]},
+        ]
+    overrides = dict(gw or {})
+    if routing:
+        overrides["routing"] = routing
+    cfg = gateway_config(ports[0], ports[1], bes, routes, clients, overrides)
+    cfg["simulator"] = {"seed": 1, "endpoints": eps}
+    g = Gateway(workdir, cfg, name=f"{tag}-gateway")
+    procs.append(g)
+    g.start()
+    for p in by_name.values():
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", p), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"simulated endpoint on {p} not listening:\n{g.stderr()[-3000:]}") from None
+                time.sleep(0.02)
+    return RoutingEnv(g, by_name)
+
+
+@pytest.fixture
+def start_routing(tmp_path):
+    """Factory: start_routing(endpoints, backends, routes, clients=None, routing=None, gw=None)
+    -> RoutingEnv; its process is stopped and checked at teardown."""
+    procs = []
+
+    def start(**kw):
+        return start_routing_env(tmp_path, f"r{len(procs)}", procs, **kw)
+
+    yield start
+
+    problems = _stop_and_check(procs)
+    if problems:
+        pytest.fail("\n\n".join(problems), pytrace=False)
+
+
+__all__ += ["RoutingEnv", "routing_endpoint", "routing_backend", "start_routing", "start_routing_env"]
