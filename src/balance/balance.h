@@ -116,7 +116,7 @@ int sl_balance_retry_after(const struct sl_http_header *headers, size_t n, uint6
 /*
  * Retry budget of a route: every first attempt counts a request; a retry is
  * allowed while the retries of the last 10 s stay under retry_budget of the
- * requests (and always for the first 3 of any 10 s, so that a quiet route
+ * requests (and always for the first 100 of any 10 s, so that a quiet route
  * can still retry). Returns true and counts the retry, or false.
  */
 void sl_balance_count_request(struct sl_balance *b, size_t route, uint64_t now_ms);

@@ -11,7 +11,7 @@
 
 /* The first retries of every 10 s window are always allowed: otherwise a quiet route
  * (1 request a minute) could never retry at all. */
-#define SL_BALANCE_MIN_RETRIES 3
+#define SL_BALANCE_MIN_RETRIES 100
 
 /* The window for now_ms, emptied first when it last counted an older period. */
 static struct sl_balance_window *current_window(struct sl_balance_route *r, uint64_t now_ms)

@@ -764,7 +764,7 @@ static const struct sl_cfg_field route_fields[] = {
         .min = 0,
         .max = 1000000,
         .doc = "Retries allowed as a share of the route's requests over the last 10 seconds "
-               "(at least 3 per 10 seconds), so that an outage does not multiply the load on "
+               "(at least 100 per 10 seconds), so that an outage does not multiply the load on "
                "the backends that are left.",
         SL_CFG_MEMBER(struct sl_config_route, retry_budget_ppm),
     },

@@ -21,6 +21,7 @@ int sl_gateway_run(struct sl_config *cfg, enum sl_gateway_mode mode)
 {
     struct sl_http_runner *runner = NULL;
     struct sl_sim *sim = NULL;
+    struct sl_proxy *proxy = NULL;
     struct sl_http_site *sites = NULL;
     size_t n_sites = 0;
     int rc = 1;
@@ -38,12 +39,16 @@ int sl_gateway_run(struct sl_config *cfg, enum sl_gateway_mode mode)
     if (sites == NULL)
         goto done;
     if (mode == SL_GATEWAY_SERVE) {
+        if (sl_proxy_new(cfg, &proxy) != SL_OK) {
+            sl_log_error("could not set up the gateway's routes: out of memory");
+            goto done;
+        }
         sites[n_sites++] = (struct sl_http_site){
             .listen = cfg->listen,
             .n_listen = cfg->n_listen,
             .name = "public",
             .on_request = sl_gateway_on_public_request,
-            .data = cfg,
+            .data = proxy,
         };
     }
     size_t first_sim_site = n_sites;
@@ -62,7 +67,7 @@ int sl_gateway_run(struct sl_config *cfg, enum sl_gateway_mode mode)
             };
         }
     }
-    struct sl_gateway_admin admin = {cfg, sim};
+    struct sl_gateway_admin admin = {cfg, sim, proxy};
     struct sl_http_site admin_site = {
         .listen = &cfg->admin_listen,
         .n_listen = 1,
@@ -79,6 +84,7 @@ int sl_gateway_run(struct sl_config *cfg, enum sl_gateway_mode mode)
         .access_log = cfg->log.access,
         .worker_init = mode == SL_GATEWAY_SERVE ? sl_proxy_worker_init : NULL,
         .worker_dispose = mode == SL_GATEWAY_SERVE ? sl_proxy_worker_dispose : NULL,
+        .data = proxy,
     };
     if (mode == SL_GATEWAY_SERVE)
         sl_proxy_log_config_warnings(cfg);
@@ -101,6 +107,7 @@ done:
     sl_http_runner_free(runner);
     if (sim)
         sl_sim_free(sim);
+    sl_proxy_free(proxy);
     free(sites);
     sl_config_unref(cfg);
     return rc;

@@ -1,6 +1,7 @@
 /*
- * What the gateway answers on its listeners. At this stage: /healthz on both
- * listeners; everything else is a JSON 404.
+ * What the gateway answers on its listeners. Public: /healthz (the process
+ * is up), /readyz (it can serve: routes have backends), and the proxied
+ * API. Admin: /healthz, /sluice/status, and the simulator's control API.
  */
 #include "gateway/internal.h"
 
@@ -31,6 +32,8 @@ void sl_gateway_on_public_request(struct sl_http_request *req, void *data)
 {
     if (sl_str_eq(req->head.path, SL_STR("/healthz")))
         respond_health(req);
+    else if (sl_str_eq(req->head.path, SL_STR("/readyz")))
+        sl_proxy_on_readyz(req, data);
     else
         sl_proxy_on_request(req, data);
 }
@@ -40,6 +43,8 @@ void sl_gateway_on_admin_request(struct sl_http_request *req, void *data)
     struct sl_gateway_admin *admin = data;
     if (sl_str_eq(req->head.path, SL_STR("/healthz")))
         respond_health(req);
+    else if (admin->proxy && sl_str_eq(req->head.path, SL_STR("/sluice/status")))
+        sl_proxy_on_status(req, admin->proxy);
     else if (admin->sim == NULL || !sl_sim_on_admin_request(admin->sim, req))
         respond_not_found(req);
 }

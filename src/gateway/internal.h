@@ -9,8 +9,9 @@
 
 /* What the admin handler needs; owned by sl_gateway_run's frame. */
 struct sl_gateway_admin {
-    struct sl_config *cfg; /* borrowed */
-    struct sl_sim *sim;    /* borrowed; NULL without simulated endpoints */
+    struct sl_config *cfg;  /* borrowed */
+    struct sl_sim *sim;     /* borrowed; NULL without simulated endpoints */
+    struct sl_proxy *proxy; /* borrowed; NULL in `sluice sim` */
 };
 
 void sl_gateway_on_public_request(struct sl_http_request *req, void *data);

@@ -107,6 +107,10 @@ void sl_http_respond(struct sl_http_request *req, int status, struct sl_str cont
 /* A JSON error {"error":{"code":...,"message":...}}; finishes the request. */
 void sl_http_respond_error(struct sl_http_request *req, int status, const char *code,
                            const char *message);
+/* The same with extra response headers (at most 7; e.g. Retry-After). */
+void sl_http_respond_error_with(struct sl_http_request *req, int status, const char *code,
+                                const char *message, const struct sl_http_header *extra,
+                                size_t n_extra);
 
 /* ---- running servers on worker threads ---- */
 

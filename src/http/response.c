@@ -253,10 +253,24 @@ static void append_error_body(struct sl_buf *b, const char *code, const char *me
 void sl_http_respond_error(struct sl_http_request *req, int status, const char *code,
                            const char *message)
 {
+    sl_http_respond_error_with(req, status, code, message, NULL, 0);
+}
+
+void sl_http_respond_error_with(struct sl_http_request *req, int status, const char *code,
+                                const char *message, const struct sl_http_header *extra,
+                                size_t n_extra)
+{
     struct sl_buf body;
+    struct sl_http_header hs[8];
+    size_t n = 0;
+    hs[n++] = (struct sl_http_header){SL_STR("Content-Type"), SL_STR("application/json")};
+    for (size_t i = 0; i < n_extra && n < SL_ARRAY_LEN(hs); i++)
+        hs[n++] = extra[i];
     sl_buf_init(&body);
     append_error_body(&body, code ? code : sl_http_status_code_name(status), message);
-    sl_http_respond(req, status, SL_STR("application/json"), (struct sl_str){body.base, body.len});
+    if (sl_http_start_response(req, status, hs, n, SL_HTTP_FRAMING_LENGTH, body.len) == SL_OK)
+        sl_http_write(req, body.base, body.len);
+    sl_http_finish(req);
     sl_buf_dispose(&body);
 }
 

@@ -3,6 +3,9 @@
 #define SL_PROXY_INTERNAL_H
 
 #include "proxy/proxy.h"
+#include <jansson.h>
+
+#include "balance/balance.h"
 #include "upstream/upstream.h"
 
 enum sl_proxy_surface {
@@ -19,27 +22,77 @@ struct sl_proxy_target {
     bool stateful;      /* responses, assistants, threads, files, batches, vector stores */
 };
 
+/* One per configuration; shared by every worker (the balance is thread-safe). */
+struct sl_proxy {
+    const struct sl_config *cfg; /* borrowed */
+    struct sl_balance *balance;  /* owned */
+};
+
+/* Per worker thread: used only on its loop. */
+struct sl_proxy_worker {
+    struct sl_proxy *proxy;          /* borrowed */
+    struct sl_upstream *upstream;    /* owned; closed by sl_proxy_worker_dispose */
+    struct sl_balance_worker *picks; /* owned: round-robin counters */
+};
+
 /*
- * One proxied request. Lives in the request's arena, so it is gone once the
- * request is finished: everything that can outlive a callback checks
- * `in_callback` / `finish_pending` first (forward.c).
+ * One proxied request, across its attempts. Lives in the request's arena,
+ * so it is gone once the request is finished: everything that can outlive a
+ * callback checks `in_callback` / `finish_pending` first (forward.c).
  */
 struct sl_proxy_call {
     struct sl_http_request *req;             /* borrowed until finished */
+    struct sl_proxy_worker *worker;          /* borrowed */
     const struct sl_config *cfg;             /* borrowed */
     const struct sl_config_route *route;     /* borrowed from cfg */
-    const struct sl_config_backend *backend; /* borrowed from cfg */
+    const struct sl_config_backend *backend; /* the current attempt's; borrowed from cfg */
     struct sl_proxy_target target;
+    json_t *doc; /* the parsed body (v1 and OpenAI-style backends), for each attempt's `model`;
+                  * owned, released by sl_proxy_call_release; NULL when not parsed */
+    /* What limits the choice of backend (see struct sl_balance_query): */
+    uint64_t *tried;          /* arena bitmap over cfg->backends */
+    const char **geographies; /* arena; n_geographies */
+    size_t n_geographies;
+    struct sl_str region;      /* the client's, or x-sluice-region */
+    size_t pinned;             /* the backend holding the object the request names; SIZE_MAX */
+    struct sl_str session_key; /* arena: the pin key of x-sluice-session; empty: none */
+    size_t session_backend;    /* where the session went last; SIZE_MAX */
+    bool pin_answer;           /* a created object: remember the id in the answer */
+    /* The current attempt: */
+    struct sl_balance_pick pick;
+    bool picked;       /* pick is reported to the balance when the attempt ends */
+    unsigned attempts; /* started so far */
+    uint64_t attempt_start_ms;
+    uint64_t ttfb_ms;
     char *url;                      /* arena */
     struct sl_http_header *headers; /* arena; values borrowed from the request and cfg */
     size_t n_headers;
     struct sl_str body;            /* the request's body, or an arena copy */
     struct sl_upstream_xfer *xfer; /* NULL once done or cancelled */
-    bool responded;                /* the response head went to the client */
-    bool paused;                   /* upstream paused for backpressure */
-    int in_callback;               /* inside an upstream callback */
-    bool finish_pending;           /* the client went away during a callback */
+    char *id_scan;                 /* arena: the start of a created object's answer */
+    size_t id_scan_len;
+    bool responded;      /* the response head went to the client */
+    bool paused;         /* upstream paused for backpressure */
+    int in_callback;     /* inside an upstream callback */
+    bool finish_pending; /* the client went away during a callback */
 };
+
+/* Prepare the call for the backend chosen in call->pick: URL, headers and body
+ * (proxy.c). SL_OK or SL_ENOMEM. */
+int sl_proxy_prepare_attempt(struct sl_proxy_call *call);
+/* Drop what the call holds outside the arena (the parsed body). */
+void sl_proxy_call_release(struct sl_proxy_call *call);
+
+/* Pinning (pins.c): the pin key of the stateful object the request names, in the path or in
+ * the body (previous_response_id, thread_id, assistant_id), into the arena; empty when none. */
+struct sl_str sl_proxy_object_key(struct sl_proxy_call *call);
+/* The pin key of an object id (arena); empty on allocation failure. */
+struct sl_str sl_proxy_pin_key(struct sl_http_request *req, struct sl_str id);
+/* Feed the start of a created object's answer; returns the object's id once it is there
+ * (a view into call->id_scan), else an empty string. */
+struct sl_str sl_proxy_scan_id(struct sl_proxy_call *call, const char *bytes, size_t len);
+/* The first `"id": "..."` string in json text (pure; fuzzed); empty when none whole. */
+struct sl_str sl_proxy_find_id(struct sl_str text);
 
 /* The pure parts of reading a client's path (proxy.c; fuzzed): */
 /* False for paths a backend could read differently: dot or empty segments, ';', encoded separators.
@@ -54,7 +107,8 @@ bool sl_proxy_name_is_sane(struct sl_str name);
  * those named by a Connection header among headers[0..n) (headers.c). */
 bool sl_proxy_hop_by_hop(struct sl_str name, const struct sl_http_header *headers, size_t n);
 
-/* Send the call upstream and stream the answer back (forward.c). */
+/* Choose a backend, send the call upstream and stream the answer back, retrying on
+ * another backend while nothing went to the client (forward.c). */
 void sl_proxy_forward(struct sl_proxy_call *call);
 
 #endif

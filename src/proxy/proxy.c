@@ -273,26 +273,54 @@ static int build_headers(struct sl_proxy_call *call)
 }
 
 /* The body to send: the client's, or a copy whose `model` names the upstream model. */
-static int prepare_body(struct sl_proxy_call *call, json_t *doc)
+static int prepare_body(struct sl_proxy_call *call)
 {
     struct sl_http_request *req = call->req;
     const char *want = upstream_name(call->route, call->backend);
     bool needs_model =
         call->backend->type == SL_BACKEND_OPENAI || call->target.surface != SL_PROXY_AZURE;
     call->body = req->body;
-    if (doc == NULL || !needs_model)
+    if (call->doc == NULL || !needs_model)
         return SL_OK;
-    json_t *model = json_object_get(doc, "model");
+    json_t *model = json_object_get(call->doc, "model");
     if (json_is_string(model) && strcmp(json_string_value(model), want) == 0)
         return SL_OK; /* already right: forward the bytes as sent */
-    if (json_object_set_new(doc, "model", json_string(want)) != 0)
-        return SL_ENOMEM;
-    size_t len = json_dumpb(doc, NULL, 0, JSON_COMPACT);
-    char *copy = sl_arena_alloc(req->arena, len ? len : 1);
-    if (copy == NULL || json_dumpb(doc, copy, len, JSON_COMPACT) != len)
-        return SL_ENOMEM;
-    call->body = (struct sl_str){copy, len};
-    return SL_OK;
+    /* The route name may be a view into the document: keep what it points at alive. */
+    json_t *old = json_incref(model);
+    int err = json_object_set_new(call->doc, "model", json_string(want)) == 0 ? SL_OK : SL_ENOMEM;
+    size_t len = err ? 0 : json_dumpb(call->doc, NULL, 0, JSON_COMPACT);
+    char *copy = err ? NULL : sl_arena_alloc(req->arena, len ? len : 1);
+    if (copy == NULL || json_dumpb(call->doc, copy, len, JSON_COMPACT) != len)
+        err = SL_ENOMEM;
+    else
+        call->body = (struct sl_str){copy, len};
+    if (old) {
+        /* Back as the client sent it, for the next attempt's comparison. */
+        json_object_set(call->doc, "model", old);
+        json_decref(old);
+    }
+    return err;
+}
+
+int sl_proxy_prepare_attempt(struct sl_proxy_call *call)
+{
+    call->backend = &call->cfg->backends[call->pick.backend];
+    call->url = build_url(call->req, &call->target, call->route, call->backend);
+    int err = call->url ? prepare_body(call) : SL_ENOMEM;
+    if (err == SL_OK)
+        err = build_headers(call);
+    if (err == SL_OK && call->route->log_payloads)
+        sl_log_debug("payload request_id=%s route=%s backend=%s request_body=%.*s", call->req->id,
+                     call->route->name, call->backend->name,
+                     (int)SL_MIN(call->body.len, (size_t)4096), call->body.base);
+    return err;
+}
+
+void sl_proxy_call_release(struct sl_proxy_call *call)
+{
+    json_decref(call->doc);
+    call->doc = NULL;
+    call->target.name = SL_STR_NULL; /* may have pointed into doc */
 }
 
 /* The body as a JSON object, or NULL after answering 400. */
@@ -310,9 +338,103 @@ static json_t *parse_body(struct sl_http_request *req)
     return doc;
 }
 
+static bool pool_has(const struct sl_config_route *r, size_t backend)
+{
+    for (size_t m = 0; m < r->n_pool; m++)
+        if (r->pool[m].backend_index == backend)
+            return true;
+    return false;
+}
+
+/* A stateful call that names no model: the route of the backend holding its object, else
+ * the first route. */
+static const struct sl_config_route *route_of_backend(const struct sl_config *cfg, size_t b)
+{
+    for (size_t i = 0; b != SIZE_MAX && i < cfg->n_routes; i++)
+        if (pool_has(&cfg->routes[i], b))
+            return &cfg->routes[i];
+    return cfg->n_routes ? &cfg->routes[0] : NULL;
+}
+
+static bool pool_has_type(const struct sl_config *cfg, const struct sl_config_route *r,
+                          enum sl_backend_type type)
+{
+    for (size_t m = 0; m < r->n_pool; m++)
+        if (cfg->backends[r->pool[m].backend_index].type == type)
+            return true;
+    return false;
+}
+
+static bool listed(const char *s, char *const *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(s, list[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Where the request may be served: the route's geographies, the client's, or those in both
+ * (possibly none at all: then nothing may serve it). SL_ENOMEM. */
+static int bind_geographies(struct sl_proxy_call *call, const struct sl_config_client *client)
+{
+    const struct sl_config_route *r = call->route;
+    size_t cap = r->n_geographies ? r->n_geographies : client->n_geographies;
+    call->n_geographies = 0;
+    if (cap == 0)
+        return SL_OK;
+    call->geographies = sl_arena_alloc(call->req->arena, cap * sizeof(*call->geographies));
+    if (call->geographies == NULL)
+        return SL_ENOMEM;
+    if (r->n_geographies == 0) {
+        for (size_t i = 0; i < cap; i++)
+            call->geographies[call->n_geographies++] = client->geographies[i];
+        return SL_OK;
+    }
+    for (size_t i = 0; i < r->n_geographies; i++)
+        if (client->n_geographies == 0 ||
+            listed(r->geographies[i], client->geographies, client->n_geographies))
+            call->geographies[call->n_geographies++] = r->geographies[i];
+    if (call->n_geographies == 0)
+        call->geographies[call->n_geographies++] = ""; /* matches no backend */
+    return SL_OK;
+}
+
+/* Who the client is, where it runs, which session it is in: what limits the choice. */
+static int bind_client(struct sl_proxy_call *call, const struct sl_config_client *client)
+{
+    struct sl_http_request *req = call->req;
+    int err = bind_geographies(call, client);
+    if (err)
+        return err;
+    call->tried = sl_arena_alloc(req->arena,
+                                 SL_BALANCE_BITMAP_WORDS(call->cfg->n_backends) * sizeof(uint64_t));
+    if (call->tried == NULL)
+        return SL_ENOMEM;
+    memset(call->tried, 0, SL_BALANCE_BITMAP_WORDS(call->cfg->n_backends) * sizeof(uint64_t));
+    call->region = client->region ? sl_str_from_cstr(client->region) : SL_STR_NULL;
+    const struct sl_http_header *h = sl_http_find_header(&req->head, SL_STR("x-sluice-region"));
+    if (h && h->value.len && call->route->region_header)
+        call->region = h->value;
+    call->session_backend = SIZE_MAX;
+    h = sl_http_find_header(&req->head, SL_STR("x-sluice-session"));
+    if (h && h->value.len) {
+        struct sl_buf k;
+        sl_buf_init(&k);
+        sl_buf_appendf(&k, "s:%s:", call->route->name);
+        sl_buf_append_str(&k, h->value);
+        char *key = k.base ? sl_arena_strdup(req->arena, (struct sl_str){k.base, k.len}) : NULL;
+        sl_buf_dispose(&k);
+        if (key == NULL)
+            return SL_ENOMEM;
+        call->session_key = sl_str_from_cstr(key);
+    }
+    return SL_OK;
+}
+
 void sl_proxy_on_request(struct sl_http_request *req, void *data)
 {
-    const struct sl_config *cfg = data;
+    struct sl_proxy *proxy = data;
+    const struct sl_config *cfg = proxy->cfg;
     struct sl_proxy_target t;
     json_t *doc = NULL;
 
@@ -327,7 +449,8 @@ void sl_proxy_on_request(struct sl_http_request *req, void *data)
                               "this path is not served by the gateway; see docs/api.md");
         return;
     }
-    if (sl_config_find_client(cfg, client_key(&req->head)) == NULL) {
+    const struct sl_config_client *client = sl_config_find_client(cfg, client_key(&req->head));
+    if (client == NULL) {
         sl_http_respond_error(req, 401, "401",
                               "Access denied due to invalid subscription key or wrong API "
                               "endpoint. Make sure to provide a valid key for an active "
@@ -359,30 +482,12 @@ void sl_proxy_on_request(struct sl_http_request *req, void *data)
         if (m)
             t.name = sl_str_from_cstr(json_string_value(m));
     }
-    const struct sl_config_route *route = NULL;
-    if (t.name.len) {
-        route = sl_config_find_route(cfg, t.name);
-    } else if (!t.stateful) {
+    if (t.name.len == 0 && !t.stateful) {
         json_decref(doc);
         sl_http_respond_error(req, 400, "BadRequest",
                               "the request names no model: set `model` in the body to one of the "
                               "deployments this gateway serves (GET /v1/models lists them)");
         return;
-    } else if (cfg->n_routes) {
-        /* A stateful call without a model (a thread, a stored response):
-         * served by the first route until pinning decides. */
-        route = &cfg->routes[0];
-    }
-    if (route == NULL) {
-        json_decref(doc);
-        respond_no_route(req);
-        return;
-    }
-    const struct sl_config_backend *backend = &cfg->backends[route->pool[0].backend_index];
-    if (doc == NULL && backend->type == SL_BACKEND_OPENAI && req->body.len) {
-        /* An OpenAI-style backend reads the model from the body: it must be set there. */
-        if ((doc = parse_body(req)) == NULL)
-            return;
     }
     struct sl_proxy_call *call = sl_arena_alloc(req->arena, sizeof(*call));
     if (call == NULL) {
@@ -392,23 +497,33 @@ void sl_proxy_on_request(struct sl_http_request *req, void *data)
     }
     memset(call, 0, sizeof(*call));
     call->req = req;
+    call->worker = sl_http_request_worker_data(req);
     call->cfg = cfg;
     call->target = t;
-    call->route = route;
-    call->backend = backend;
-    call->url = build_url(req, &t, route, call->backend);
-    int err = call->url ? prepare_body(call, doc) : SL_ENOMEM;
-    json_decref(doc); /* the name view into it is no longer needed */
-    call->target.name = SL_STR_NULL;
-    if (err == SL_OK)
-        err = build_headers(call);
-    if (err != SL_OK) {
+    call->doc = doc;
+    call->pinned = SIZE_MAX;
+    /* A request about a stateful object goes where the object is. */
+    struct sl_str object = t.stateful ? sl_proxy_object_key(call) : SL_STR_NULL;
+    if (object.len && sl_balance_pinned(proxy->balance, object, uv_now(sl_http_request_loop(req)),
+                                        &call->pinned) != SL_OK)
+        call->pinned = SIZE_MAX;
+    call->pin_answer = t.stateful && object.len == 0 && sl_str_eq(req->head.method, SL_STR("POST"));
+    call->route =
+        t.name.len ? sl_config_find_route(cfg, t.name) : route_of_backend(cfg, call->pinned);
+    if (call->route == NULL) {
+        sl_proxy_call_release(call);
+        respond_no_route(req);
+        return;
+    }
+    /* An OpenAI-style backend reads the model from the body: it must be set there. */
+    if (call->doc == NULL && req->body.len && pool_has_type(cfg, call->route, SL_BACKEND_OPENAI) &&
+        (call->doc = parse_body(req)) == NULL)
+        return;
+    if (bind_client(call, client) != SL_OK) {
+        sl_proxy_call_release(call);
         sl_http_respond_error(req, 500, "InternalServerError", "out of memory");
         return;
     }
-    if (route->log_payloads)
-        sl_log_debug("payload request_id=%s route=%s request_body=%.*s", req->id, route->name,
-                     (int)SL_MIN(call->body.len, (size_t)4096), call->body.base);
     sl_proxy_forward(call);
 }
 

@@ -154,6 +154,9 @@ def standard_sim_endpoint(name="aoai", flavor="azure", extra_deployments=()):
 def standard_gateway(sim_port, dead_port):
     """backends, routes, clients of the shared env: everything on one simulated endpoint."""
     short = {"first_byte_timeout": "400ms", "idle_timeout": "400ms"}
+    # These tests are about one request at a time: circuits must not open between them
+    # (tests/integration/test_routing*.py cover circuit breaking).
+    no_breaker = {"failure_threshold": 1000, "throttle_time": "1ms", "max_retry_after": "1ms"}
     backends = [
         azure_backend("aoai-gpt-4o", sim_port, deployment="gpt-4o"),
         azure_backend("aoai-mini", sim_port, model="gpt-4o-mini", version="2024-07-18"),  # deployment: the route's name
@@ -168,6 +171,8 @@ def standard_gateway(sim_port, dead_port):
         # an OpenAI-type backend on the same (azure-flavoured) endpoint: its /v1 surface
         openai_backend("oai-gpt-4o", sim_port, deployment="gpt-4o"),
     ]
+    for b in backends:
+        b.update(no_breaker)
     routes = [
         {"name": "gpt-4o", "backend": "aoai-gpt-4o"},
         {"name": "chat", "backend": "aoai-gpt-4o"},

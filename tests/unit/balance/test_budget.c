@@ -20,26 +20,26 @@ static void test_retry_budget(void **state)
 {
     struct fixture f;
     fixture_load(&f, CONFIG(""));
-    /* 20 % of 100 requests. */
-    for (int i = 0; i < 100; i++)
+    /* 20 % of 1000 requests. */
+    for (int i = 0; i < 1000; i++)
         sl_balance_count_request(f.b, 0, 1000);
-    assert_int_equal(take_all(&f, 0, 1000), 20);
+    assert_int_equal(take_all(&f, 0, 1000), 200);
     /* More requests, more room. */
-    for (int i = 0; i < 10; i++)
+    for (int i = 0; i < 100; i++)
         sl_balance_count_request(f.b, 0, 2000);
-    assert_int_equal(take_all(&f, 0, 2000), 2);
-    /* Halfway through the next window, half of the last one still counts: 55 requests and
-     * 11 retries, so the budget (11) is spent, but the first 3 of a window always pass. */
-    assert_int_equal(take_all(&f, 0, 15000), 3);
-    /* Two windows on, all of it is forgotten: the first 3 again. */
-    assert_int_equal(take_all(&f, 0, 30000), 3);
-    for (int i = 0; i < 100; i++)
+    assert_int_equal(take_all(&f, 0, 2000), 20);
+    /* Halfway through the next window, half of the last one still counts: 550 requests and
+     * 110 retries, so the budget (110) is spent, but the first 100 of a window always pass. */
+    assert_int_equal(take_all(&f, 0, 15000), 100);
+    /* Two windows on, all of it is forgotten: the first 100 again. */
+    assert_int_equal(take_all(&f, 0, 30000), 100);
+    for (int i = 0; i < 1000; i++)
         sl_balance_count_request(f.b, 0, 30000);
-    assert_int_equal(take_all(&f, 0, 30000), 17);
-    /* A budget of 0 still allows 3 per window. */
-    for (int i = 0; i < 100; i++)
+    assert_int_equal(take_all(&f, 0, 30000), 100);
+    /* A budget of 0 still allows 100 per window. */
+    for (int i = 0; i < 1000; i++)
         sl_balance_count_request(f.b, 1, 1000);
-    assert_int_equal(take_all(&f, 1, 1000), 3);
+    assert_int_equal(take_all(&f, 1, 1000), 100);
     fixture_free(&f);
 }
 
