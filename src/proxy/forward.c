@@ -422,15 +422,33 @@ static void on_response(void *data, int status, const struct sl_http_header *hea
     }
     if (status >= 300)
         call->pin_answer = false;
-    struct sl_http_header *out = sl_arena_alloc(req->arena, (n + 1) * sizeof(*out));
+    /* A throttled answer that reaches the client says when the soonest backend it may use
+     * reopens, within 60 s (what clients honour), not what this one backend asked: unless the
+     * request is pinned to it, when its own word is the one that counts. */
+    bool own_retry = outcome == SL_BALANCE_THROTTLED && call->pinned == SIZE_MAX;
+    char wait_ms[24] = "", wait_s[24] = "";
+    if (own_retry) {
+        uint64_t at = soonest_reopen(call, 0), wait = at > now ? at - now : 1;
+        wait = SL_MIN(wait, (uint64_t)MAX_CLIENT_RETRY_AFTER_MS);
+        snprintf(wait_ms, sizeof(wait_ms), "%llu", (unsigned long long)wait);
+        snprintf(wait_s, sizeof(wait_s), "%llu", (unsigned long long)((wait + 999) / 1000));
+    }
+    struct sl_http_header *out = sl_arena_alloc(req->arena, (n + 3) * sizeof(*out));
     size_t m = 0;
     uint64_t length = 0;
     bool has_length = false;
     for (size_t i = 0; out && i < n; i++) {
         if (sl_str_eq_ci(headers[i].name, SL_STR("content-length")))
             has_length = sl_str_to_u64(headers[i].value, &length) == SL_OK;
+        if (own_retry && (sl_str_eq_ci(headers[i].name, SL_STR("retry-after")) ||
+                          sl_str_eq_ci(headers[i].name, SL_STR("retry-after-ms"))))
+            continue;
         if (!drop_response_header(headers[i].name, headers, n))
             out[m++] = headers[i];
+    }
+    if (out && own_retry) {
+        out[m++] = (struct sl_http_header){SL_STR("retry-after-ms"), sl_str_from_cstr(wait_ms)};
+        out[m++] = (struct sl_http_header){SL_STR("Retry-After"), sl_str_from_cstr(wait_s)};
     }
     if (out && call->cfg->backend_header)
         out[m++] = (struct sl_http_header){SL_STR("x-sluice-backend"),
