@@ -72,6 +72,33 @@ struct sl_config_backend {
     uint64_t max_retry_after_ms; /* longer retry headers are clamped to this (and logged) */
 };
 
+enum sl_client_priority {
+    SL_PRIORITY_HIGH, /* served first when capacity is short */
+    SL_PRIORITY_NORMAL,
+    SL_PRIORITY_LOW,
+};
+
+enum sl_cap_mode {
+    SL_CAP_CLAMP,  /* lower the request's value to the cap */
+    SL_CAP_REJECT, /* answer 400 naming the parameter and the cap */
+};
+
+/* Bounds on what one request may ask for, of a client or a route (both apply: the stricter
+ * wins). 0 means "no cap" for every number. Owns its lists. */
+struct sl_config_caps {
+    uint64_t max_tokens; /* max_tokens / max_completion_tokens / max_output_tokens */
+    enum sl_cap_mode max_tokens_mode;
+    uint64_t default_max_tokens; /* set on requests that name none */
+    uint64_t max_n;
+    uint64_t max_best_of;
+    uint64_t max_top_logprobs;
+    uint64_t max_prompt_bytes; /* the request body's size, prompts included */
+    char **forbid;             /* n_forbid body parameters refused (400) */
+    size_t n_forbid;
+    char **allow; /* n_allow: when given, the only body parameters accepted */
+    size_t n_allow;
+};
+
 /* One backend of a route's pool. Owns backend. */
 struct sl_config_pool_member {
     char *backend;        /* the backend's name */
@@ -96,18 +123,109 @@ struct sl_config_route {
     size_t n_geographies;
     bool region_header;      /* clients may declare their region in `x-sluice-region` */
     bool prefer_low_latency; /* within a group, the backend with the lowest recent TTFB */
+    struct sl_config_caps caps;
 };
 
-/* An application allowed to call the gateway. Owns its strings and key_hashes. */
+/* Requests and tokens per minute of a client on one route. Owns route. */
+struct sl_config_route_limit {
+    char *route;
+    size_t route_index; /* resolved */
+    uint64_t rpm, tpm;  /* 0: no limit */
+};
+
+enum sl_budget_window {
+    SL_BUDGET_DAY,   /* calendar day, UTC */
+    SL_BUDGET_WEEK,  /* ISO week (from Monday), UTC */
+    SL_BUDGET_MONTH, /* calendar month, UTC */
+};
+
+/* What a client may spend in a window. */
+struct sl_config_budget {
+    enum sl_budget_window window;
+    uint64_t tokens;    /* total tokens; 0: no token budget */
+    uint64_t cost;      /* USD in millionths (from the price table); 0: no money budget */
+    uint32_t alert_ppm; /* alert when this share is used */
+};
+
+/* An application allowed to call the gateway. Owns its strings and lists. */
 struct sl_config_client {
     char *name;
+    char *team;  /* for reports; NULL: none */
+    char **tags; /* n_tags labels, for reports */
+    size_t n_tags;
     char **keys; /* n_keys hashed keys, "sha256:<64 hex>" (`sluice hash-key` prints them);
                   * several at once so a key can be rotated without downtime */
     size_t n_keys;
     unsigned char (*key_hashes)[32]; /* resolved: the n_keys SHA-256 digests */
-    char *region;                    /* where the client runs, for nearest-first; NULL: unknown */
-    char **geographies;              /* n_geographies areas it is bound to; none: unbound */
+    char *jwt_issuer;                /* the `jwt_issuers` entry its tokens come from; NULL: none */
+    size_t jwt_issuer_index;         /* resolved */
+    char **jwt_ids; /* n_jwt_ids values of the issuer's claim that name this client */
+    size_t n_jwt_ids;
+    char *region;       /* where the client runs, for nearest-first; NULL: unknown */
+    char **geographies; /* n_geographies areas it is bound to; none: unbound */
     size_t n_geographies;
+    char **routes; /* n_routes granted routes; none: every route */
+    size_t n_routes;
+    uint64_t *route_grants; /* resolved: bitmap over sl_config.routes; NULL: every route */
+    char **backends;        /* n_backends backends it may be served by; none: any */
+    size_t n_backends;
+    uint64_t *backend_allow; /* resolved: bitmap over sl_config.backends; NULL: any */
+    enum sl_client_priority priority;
+    uint64_t rpm, tpm;                          /* over all routes; 0: no limit */
+    struct sl_config_route_limit *route_limits; /* n_route_limits per-route limits */
+    size_t n_route_limits;
+    struct sl_config_caps caps;
+    struct sl_config_budget *budgets; /* n_budgets */
+    size_t n_budgets;
+};
+
+/* Where JWT bearer tokens come from and how to check them (`jwt_issuers`). Owns its strings;
+ * the keys are loaded by the auth subsystem from the files named here. */
+struct sl_config_jwt_issuer {
+    char *name;       /* what clients' jwt_issuer names */
+    char *issuer;     /* the `iss` tokens must carry */
+    char **audiences; /* n_audiences: `aud` must hold one of them */
+    size_t n_audiences;
+    char *jwks_file;       /* JSON Web Key Set (RS256/ES256); NULL: not this way */
+    char *public_key_file; /* PEM public key (RSA or EC P-256); NULL: not this way */
+    char *secret;          /* HS256 shared secret; NULL: not this way */
+    char **algorithms;     /* n_algorithms accepted `alg`s; none: those the key supports */
+    size_t n_algorithms;
+    char *claim;        /* the claim naming the client, e.g. "azp", "appid", "oid" */
+    uint64_t leeway_ms; /* clock skew allowed on exp and nbf */
+};
+
+/* Prices per million tokens of one model, in millionths of USD (`prices`). Owns model. */
+struct sl_config_price {
+    char *model; /* a backend `model`, e.g. "gpt-4o" */
+    uint64_t input, cached_input, output;
+};
+
+/* Requests must come through this front door (`front_door`). Owns its lists. */
+struct sl_config_front_door {
+    char *header;  /* e.g. "X-Azure-FDID"; NULL: no header check */
+    char **values; /* n_values accepted values of it */
+    size_t n_values;
+    char **networks; /* n_networks CIDRs the client's address must be in; none: any */
+    size_t n_networks;
+};
+
+/* Requests waiting for a backend when every one is throttled (`queue`). */
+struct sl_config_queue {
+    uint64_t max_length;  /* waiting requests per route and worker; 0: no queue */
+    uint64_t max_wait_ms; /* longest wait before 429 */
+};
+
+/* The usage ledger (`usage`). Owns db. */
+struct sl_config_usage {
+    char *db;                   /* SQLite file; NULL: no ledger (and no budgets) */
+    uint64_t flush_interval_ms; /* records reach the file within this */
+    uint64_t queue_size;        /* records waiting for the writer, at most */
+};
+
+/* Budget alerts (`alerts`). Owns webhook. */
+struct sl_config_alerts {
+    char *webhook; /* URL POSTed a JSON alert; NULL: log and metric only */
 };
 
 enum sl_readiness {
@@ -220,6 +338,14 @@ struct sl_config {
     size_t n_clients;
     bool backend_header; /* add `x-sluice-backend: <name>` to proxied responses */
     struct sl_config_routing routing;
+    struct sl_config_jwt_issuer *jwt_issuers;
+    size_t n_jwt_issuers;
+    struct sl_config_price *prices;
+    size_t n_prices;
+    struct sl_config_front_door front_door;
+    struct sl_config_queue queue;
+    struct sl_config_usage usage;
+    struct sl_config_alerts alerts;
     struct sl_config_sim simulator;
     size_t *route_order; /* derived: the n_routes indices of routes sorted by name, for
                           * sl_config_find_route; NULL when there are none */

@@ -161,6 +161,9 @@ static void describe_expected(const struct sl_cfg_field *f, struct sl_buf *out)
     case SL_CFG_RATIO:
         sl_buf_appendf(out, "a number from 0 to 1 like 0.25, or a percentage like 25%%");
         break;
+    case SL_CFG_MONEY:
+        sl_buf_appendf(out, "an amount like 12.50");
+        break;
     case SL_CFG_ENUM:
         sl_buf_appendf(out, "one of ");
         for (const struct sl_cfg_choice *c = f->choices; c->name; c++)
@@ -332,6 +335,9 @@ static int parse_store(const struct sl_cfg_field *f, struct sl_buf *text, void *
         break;
     case SL_CFG_RATIO:
         err = sl_cfg_parse_ratio(s, &n, why);
+        break;
+    case SL_CFG_MONEY:
+        err = sl_cfg_parse_money(s, &n, why);
         break;
     case SL_CFG_ENUM: {
         int v;

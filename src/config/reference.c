@@ -80,6 +80,7 @@ static int append_type(struct sl_buf *out, const struct sl_cfg_field *f)
         [SL_CFG_SIZE] = "size",
         [SL_CFG_DURATION] = "duration",
         [SL_CFG_RATIO] = "ratio",
+        [SL_CFG_MONEY] = "amount",
         [SL_CFG_ENUM] = "one of",
         [SL_CFG_STRING] = "string",
         [SL_CFG_STRING_LIST] = "string, or list of strings",
@@ -115,6 +116,7 @@ static int append_bounds(struct sl_buf *out, const struct sl_cfg_field *f)
     case SL_CFG_SIZE:
     case SL_CFG_DURATION:
     case SL_CFG_RATIO:
+    case SL_CFG_MONEY:
         break;
     case SL_CFG_STRING:
         unit = "characters";

@@ -214,6 +214,122 @@ static const struct sl_cfg_field fields[] = {
         .section = "gateway",
     },
     {
+        .name = "jwt_issuers",
+        .type = SL_CFG_OBJECT_LIST,
+        .min = 0,
+        .max = 64,
+        .doc = "Issuers of JWT bearer tokens that identify clients (see below).",
+        SL_CFG_MEMBER(struct sl_config, jwt_issuers),
+        SL_CFG_COUNT(struct sl_config, n_jwt_issuers),
+        .sub = &sl_cfg_jwt_issuer_schema,
+        .section = "gateway",
+    },
+    {
+        .name = "prices",
+        .type = SL_CFG_OBJECT_LIST,
+        .min = 0,
+        .max = 1024,
+        .doc = "What each model's tokens cost, for money budgets and usage reports (see below).",
+        SL_CFG_MEMBER(struct sl_config, prices),
+        SL_CFG_COUNT(struct sl_config, n_prices),
+        .sub = &sl_cfg_price_schema,
+        .section = "gateway",
+    },
+    {
+        .name = "front_door.header",
+        .type = SL_CFG_STRING,
+        .min = 1,
+        .max = 128,
+        .doc = "A header every request must carry with one of `values`, e.g. `X-Azure-FDID` "
+               "with your Azure Front Door's id, so that only traffic through it is served; "
+               "others are answered 403. Not set: no header check.",
+        SL_CFG_MEMBER(struct sl_config, front_door.header),
+        .check = sl_cfg_check_name,
+    },
+    {
+        .name = "front_door.values",
+        .type = SL_CFG_STRING_LIST,
+        .min = 0,
+        .max = 64,
+        .doc = "The accepted values of `header`.",
+        SL_CFG_MEMBER(struct sl_config, front_door.values),
+        SL_CFG_COUNT(struct sl_config, front_door.n_values),
+        .check = sl_cfg_check_text,
+    },
+    {
+        .name = "front_door.networks",
+        .type = SL_CFG_STRING_LIST,
+        .min = 0,
+        .max = 256,
+        .doc = "The networks requests may come from, e.g. `[10.0.0.0/8, 2001:db8::/32]` (the "
+               "connection's address; no header is trusted for it). Others are answered 403. "
+               "Not given: any.",
+        SL_CFG_MEMBER(struct sl_config, front_door.networks),
+        SL_CFG_COUNT(struct sl_config, front_door.n_networks),
+        .check = sl_cfg_check_cidr,
+    },
+    {
+        .name = "queue.max_length",
+        .type = SL_CFG_INT,
+        .def = "1000",
+        .min = 0,
+        .max = 1000000,
+        .doc = "Requests that wait, per route and worker, when every backend they may use is "
+               "throttled or failing, instead of being answered 429 at once. When it is full, "
+               "a new request is answered 429 (unless it outranks a waiting one, which is then "
+               "answered 429 instead). `0`: no waiting.",
+        SL_CFG_MEMBER(struct sl_config, queue.max_length),
+    },
+    {
+        .name = "queue.max_wait",
+        .type = SL_CFG_DURATION,
+        .def = "30s",
+        .min = 0,
+        .max = 10 * 60 * SECONDS,
+        .doc = "The longest a request waits for a backend; then it is answered 429 with the "
+               "time the soonest backend reopens.",
+        SL_CFG_MEMBER(struct sl_config, queue.max_wait_ms),
+    },
+    {
+        .name = "usage.db",
+        .type = SL_CFG_STRING,
+        .min = 1,
+        .max = 4096,
+        .doc = "The SQLite file of the usage ledger: one record per request (client, route, "
+               "backend, tokens, cost). Budgets are kept there across restarts. Not set: no "
+               "ledger.",
+        SL_CFG_MEMBER(struct sl_config, usage.db),
+    },
+    {
+        .name = "usage.flush_interval",
+        .type = SL_CFG_DURATION,
+        .def = "100ms",
+        .min = 1,
+        .max = 60 * SECONDS,
+        .doc = "Records reach the file within this; a crash loses at most this much.",
+        SL_CFG_MEMBER(struct sl_config, usage.flush_interval_ms),
+    },
+    {
+        .name = "usage.queue_size",
+        .type = SL_CFG_INT,
+        .def = "65536",
+        .min = 16,
+        .max = 16777216,
+        .doc = "Records waiting for the writer, at most; beyond it records are dropped (and "
+               "counted), never waited for.",
+        SL_CFG_MEMBER(struct sl_config, usage.queue_size),
+    },
+    {
+        .name = "alerts.webhook",
+        .type = SL_CFG_STRING,
+        .min = 1,
+        .max = 2048,
+        .doc = "A URL that budget alerts are POSTed to as JSON. Not set: alerts are logged and "
+               "counted only.",
+        SL_CFG_MEMBER(struct sl_config, alerts.webhook),
+        .check = sl_cfg_check_url,
+    },
+    {
         .name = "routing.readiness",
         .type = SL_CFG_ENUM,
         .def = "any",
@@ -288,6 +404,13 @@ static const struct sl_cfg_section sections[] = {
      "connection."},
     {"log", "`log`: logging", "The gateway logs to standard error."},
     {"gateway", "`backends`, `routes` and `clients`: the gateway", sl_cfg_gateway_doc},
+    {"front_door", "`front_door`: only traffic through your front door",
+     "Checks on where requests come from, made before anything else (docs/clients.md)."},
+    {"queue", "`queue`: waiting for capacity",
+     "When every backend a request may use is throttled, the request waits, highest client "
+     "`priority` first, instead of being answered 429 at once."},
+    {"usage", "`usage`: the usage ledger", "Where each request's usage is recorded."},
+    {"alerts", "`alerts`: budget alerts", "Where budget alerts go besides the log."},
     {"routing", "`routing`: readiness and pinning",
      "How `/readyz` reports this process, and how long requests stick to the backend that "
      "holds their state. docs/routing.md explains pools, failover and pinning."},

@@ -21,6 +21,7 @@ enum sl_cfg_type {
     SL_CFG_SIZE,        /* bytes; stored like SL_CFG_INT */
     SL_CFG_DURATION,    /* milliseconds; stored like SL_CFG_INT */
     SL_CFG_RATIO,       /* 0..1 as "0.25" or "25%"; uint32_t parts per million (1000000 = 1) */
+    SL_CFG_MONEY,       /* an amount like "12.50" (USD); uint64_t millionths (12500000) */
     SL_CFG_ENUM,        /* int-sized enum, one of `choices` */
     SL_CFG_STRING,      /* char *, owned by the struct; bounds apply to the length */
     SL_CFG_STRING_LIST, /* char ** plus a size_t count, all owned; bounds: count; none empty */
@@ -123,6 +124,135 @@ extern const char sl_cfg_gateway_doc[];
 void sl_cfg_gateway_finish(struct sl_config *c, struct sl_cfg_check *chk);
 void sl_cfg_gateway_dispose(struct sl_config *c);
 
+/* The clients' side (schema_clients.c): one entry of `clients`, `jwt_issuers` and `prices`,
+ * and the checks across lists that concern clients (keys, grants, limits, issuers,
+ * budgets), run by sl_cfg_gateway_finish after the routes are resolved. */
+extern const struct sl_cfg_schema sl_cfg_jwt_issuer_schema;
+extern const struct sl_cfg_schema sl_cfg_price_schema;
+void sl_cfg_clients_finish(struct sl_config *c, struct sl_cfg_check *chk);
+
+/* `caps.max_tokens_mode` choices (schema_clients.c). */
+extern const struct sl_cfg_choice sl_cfg_cap_modes[];
+
+/*
+ * The `caps` rows of a struct that has a `struct sl_config_caps caps` member
+ * (clients and routes): the same keys, documented once.
+ */
+#define CAPS_FIELDS(T)                                                                             \
+    {                                                                                              \
+        .name = "caps.max_tokens",                                                                 \
+        .type = SL_CFG_INT,                                                                        \
+        .def = "0",                                                                                \
+        .min = 0,                                                                                  \
+        .max = 10000000,                                                                           \
+        .doc = "The most output tokens a request may ask for, in `max_tokens`, "                   \
+               "`max_completion_tokens` or `max_output_tokens`. What happens to a request "        \
+               "asking more is `max_tokens_mode`'s choice. `0`: no cap.",                          \
+        SL_CFG_MEMBER(T, caps.max_tokens),                                                         \
+    },                                                                                             \
+        {                                                                                          \
+            .name = "caps.max_tokens_mode",                                                        \
+            .type = SL_CFG_ENUM,                                                                   \
+            .def = "clamp",                                                                        \
+            SL_CFG_UNBOUNDED,                                                                      \
+            .doc = "`clamp`: a request asking for more than `max_tokens` is sent with the cap "    \
+                   "instead (the body is rewritten; every other field is kept). `reject`: it is "  \
+                   "answered 400, naming the parameter and the cap.",                              \
+            SL_CFG_MEMBER(T, caps.max_tokens_mode),                                                \
+            .choices = sl_cfg_cap_modes,                                                           \
+        },                                                                                         \
+        {                                                                                          \
+            .name = "caps.default_max_tokens",                                                     \
+            .type = SL_CFG_INT,                                                                    \
+            .def = "0",                                                                            \
+            .min = 0,                                                                              \
+            .max = 10000000,                                                                       \
+            .doc =                                                                                 \
+                "Set as `max_tokens` (`max_output_tokens` on the Responses API) on chat, "         \
+                "completion and response requests that set none, so that rate limits charge "      \
+                "what a request can really use rather than the model's maximum. `0`: none set.",   \
+            SL_CFG_MEMBER(T, caps.default_max_tokens),                                             \
+        },                                                                                         \
+        {                                                                                          \
+            .name = "caps.max_n",                                                                  \
+            .type = SL_CFG_INT,                                                                    \
+            .def = "0",                                                                            \
+            .min = 0,                                                                              \
+            .max = 128,                                                                            \
+            .doc = "The most choices (`n`) a request may ask for; more is answered 400. `0`: no "  \
+                   "cap.",                                                                         \
+            SL_CFG_MEMBER(T, caps.max_n),                                                          \
+        },                                                                                         \
+        {                                                                                          \
+            .name = "caps.max_best_of",                                                            \
+            .type = SL_CFG_INT,                                                                    \
+            .def = "0",                                                                            \
+            .min = 0,                                                                              \
+            .max = 128,                                                                            \
+            .doc = "The largest `best_of` (legacy completions) a request may ask for; more is "    \
+                   "answered 400. `0`: no cap.",                                                   \
+            SL_CFG_MEMBER(T, caps.max_best_of),                                                    \
+        },                                                                                         \
+        {                                                                                          \
+            .name = "caps.max_top_logprobs",                                                       \
+            .type = SL_CFG_INT,                                                                    \
+            .def = "0",                                                                            \
+            .min = 0,                                                                              \
+            .max = 20,                                                                             \
+            .doc =                                                                                 \
+                "The largest `top_logprobs` (chat) or `logprobs` (legacy completions) a request "  \
+                "may ask for; more is answered 400. `0`: no cap.",                                 \
+            SL_CFG_MEMBER(T, caps.max_top_logprobs),                                               \
+        },                                                                                         \
+        {                                                                                          \
+            .name = "caps.max_prompt_bytes",                                                       \
+            .type = SL_CFG_SIZE,                                                                   \
+            .def = "0",                                                                            \
+            .min = 0,                                                                              \
+            .max = 1ull << 30,                                                                     \
+            .doc =                                                                                 \
+                "The largest request body, prompt included; a larger one is answered 413. `0`: "   \
+                "only `limits.max_body_bytes` applies.",                                           \
+            SL_CFG_MEMBER(T, caps.max_prompt_bytes),                                               \
+        },                                                                                         \
+        {                                                                                          \
+            .name = "caps.forbid",                                                                 \
+            .type = SL_CFG_STRING_LIST,                                                            \
+            .min = 0,                                                                              \
+            .max = 64,                                                                             \
+            .doc =                                                                                 \
+                "Body parameters a request must not use, e.g. `[logit_bias, tools]`; a request "   \
+                "with one is answered 400 naming it.",                                             \
+            SL_CFG_MEMBER(T, caps.forbid),                                                         \
+            SL_CFG_COUNT(T, caps.n_forbid),                                                        \
+            .check = sl_cfg_check_name,                                                            \
+        },                                                                                         \
+    {                                                                                              \
+        .name = "caps.allow", .type = SL_CFG_STRING_LIST, .min = 0, .max = 128,                    \
+        .doc = "When given, the only body parameters a request may use (`model` is always "        \
+               "allowed); any other is answered 400 naming it.",                                   \
+        SL_CFG_MEMBER(T, caps.allow), SL_CFG_COUNT(T, caps.n_allow), .check = sl_cfg_check_name,   \
+    }
+
+/* ---- checks on single values of the gateway's sections (checks.c) ---- */
+/* Letters, digits, '.', '_' and '-', neither "." alone nor with "..". */
+bool sl_cfg_name_ok(struct sl_str s);
+int sl_cfg_hex_value(char c); /* of a lowercase hex digit */
+/* Where the authority of URL s starts (after "http://" or "https://"); 0 for another scheme. */
+size_t sl_cfg_url_authority(struct sl_str s);
+int sl_cfg_check_route_name(struct sl_buf *text, struct sl_buf *why);
+int sl_cfg_check_name(struct sl_buf *text, struct sl_buf *why);
+int sl_cfg_check_api_version(struct sl_buf *text, struct sl_buf *why);
+int sl_cfg_check_api_key(struct sl_buf *text, struct sl_buf *why);
+int sl_cfg_check_text(struct sl_buf *text, struct sl_buf *why);
+int sl_cfg_check_url(struct sl_buf *text, struct sl_buf *why);
+int sl_cfg_check_hashed_key(struct sl_buf *text, struct sl_buf *why);
+int sl_cfg_check_ca_file(struct sl_buf *text, struct sl_buf *why);
+/* "10.0.0.0/8", "2001:db8::/32" or a single address. */
+int sl_cfg_check_cidr(struct sl_buf *text, struct sl_buf *why);
+/* Parse a checked CIDR: the address family's bytes (4 or 16) and the prefix length. */
+int sl_cfg_parse_cidr(const char *s, unsigned char addr[16], int *family, unsigned *bits);
+
 /* ---- used by finish callbacks (implemented in load.c) ---- */
 /* True when field `name` was given in the file (not defaulted). */
 bool sl_cfg_check_in_file(const struct sl_cfg_check *chk, const char *name);
@@ -165,6 +295,8 @@ int sl_cfg_parse_duration(struct sl_str s, uint64_t *out, struct sl_buf *why);
 /* "0.25", "1", ".5" or "25%" into parts per million; more precise values are
  * rounded to the nearest millionth, but one that would round to 0 is refused. */
 int sl_cfg_parse_ratio(struct sl_str s, uint64_t *out, struct sl_buf *why);
+/* "12.50", "0.000150" or "3" into millionths; at most 6 decimal places, not negative. */
+int sl_cfg_parse_money(struct sl_str s, uint64_t *out, struct sl_buf *why);
 int sl_cfg_parse_enum(struct sl_str s, const struct sl_cfg_choice *choices, int *out,
                       struct sl_buf *why);
 int sl_cfg_parse_addr(struct sl_str s, struct sl_config_addr *out, struct sl_buf *why);

@@ -76,303 +76,6 @@ static const struct sl_cfg_choice backend_types[] = {
     {NULL, 0},
 };
 
-/* ---- checks on single values ---- */
-
-static bool is_name_char(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-           c == '_' || c == '-';
-}
-
-static bool is_hex_lower(char c)
-{
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-}
-
-static int hex_value(char c)
-{
-    return c <= '9' ? c - '0' : c - 'a' + 10;
-}
-
-/* Letters, digits, '.', '_' and '-', neither "." alone nor with "..": safe
- * as a URL path segment, a header value, a log field or a query value. */
-static bool name_ok(struct sl_str s)
-{
-    for (size_t i = 0; i < s.len; i++)
-        if (!is_name_char(s.base[i]))
-            return false;
-    if (s.len == 1 && s.base[0] == '.')
-        return false;
-    for (size_t i = 0; i + 1 < s.len; i++)
-        if (s.base[i] == '.' && s.base[i + 1] == '.')
-            return false;
-    return true;
-}
-
-static int reject_name(struct sl_buf *text, struct sl_buf *why, const char *where)
-{
-    sl_buf_appendf(why,
-                   "expected letters, digits, \".\", \"_\" and \"-\" only, and neither \".\" "
-                   "alone nor \"..\" (%s), got ",
-                   where);
-    sl_cfg_quote(why, (struct sl_str){text->base, text->len});
-    return SL_EINVAL;
-}
-
-/* A route's name: clients send it in URL paths, so nothing that a path
- * could read as a separator, an escape or a step up. */
-static int check_route_name(struct sl_buf *text, struct sl_buf *why)
-{
-    if (name_ok((struct sl_str){text->base, text->len}))
-        return SL_OK;
-    return reject_name(text, why, "clients send the name in URL paths");
-}
-
-/* Backend and client names go into headers, logs and metrics. */
-static int check_name(struct sl_buf *text, struct sl_buf *why)
-{
-    if (name_ok((struct sl_str){text->base, text->len}))
-        return SL_OK;
-    return reject_name(text, why, "the name appears in headers and logs");
-}
-
-static int check_api_version(struct sl_buf *text, struct sl_buf *why)
-{
-    if (name_ok((struct sl_str){text->base, text->len}))
-        return SL_OK;
-    sl_buf_appendf(why, "expected an API version like 2024-10-21 or 2025-01-01-preview, got ");
-    sl_cfg_quote(why, (struct sl_str){text->base, text->len});
-    return SL_EINVAL;
-}
-
-/* Printable ASCII without spaces: what can go into a URL, a header or a body
- * field unescaped. Reports the first other character by position only, so
- * that a secret is never quoted. */
-static int check_printable(struct sl_buf *text, struct sl_buf *why, const char *what)
-{
-    for (size_t i = 0; i < text->len; i++) {
-        unsigned char c = (unsigned char)text->base[i];
-        if (c > 0x20 && c < 0x7f)
-            continue;
-        const char *hint = "";
-        if ((c == '\n' || c == '\r') && i + 2 >= text->len)
-            hint = " (a trailing line break, as when a value is read from a file?)";
-        else if (c == ' ')
-            hint = " (a space)";
-        sl_buf_appendf(why, "%s must be printable ASCII without spaces; character %zu is not%s",
-                       what, i + 1, hint);
-        return SL_EINVAL;
-    }
-    return SL_OK;
-}
-
-static int check_api_key(struct sl_buf *text, struct sl_buf *why)
-{
-    return check_printable(text, why, "the key");
-}
-
-static int check_text(struct sl_buf *text, struct sl_buf *why)
-{
-    return check_printable(text, why, "the value");
-}
-
-/* Where the authority of URL s starts (after "http://" or "https://", in
- * any case); 0 for another scheme. */
-static size_t url_authority(struct sl_str s)
-{
-    if (s.len >= 8 && sl_str_eq_ci((struct sl_str){s.base, 8}, SL_STR("https://")))
-        return 8;
-    if (s.len >= 7 && sl_str_eq_ci((struct sl_str){s.base, 7}, SL_STR("http://")))
-        return 7;
-    return 0;
-}
-
-/*
- * A backend's base URL: http:// or https://, a host, an optional port and
- * path; no query, fragment or credentials. One trailing '/' is dropped so
- * that "https://host/" and "https://host" mean the same.
- */
-static int check_url(struct sl_buf *text, struct sl_buf *why)
-{
-    static const char expected[] = "expected a URL like https://NAME.openai.azure.com or "
-                                   "https://HOST/v1 (http:// or https://, a host, a path if "
-                                   "needed)";
-    struct sl_str s = {text->base, text->len};
-    /* Credentials first, before any message quotes the URL: what precedes
-     * an '@' in the authority is a password. */
-    const char *scheme_end = memmem(s.base, s.len, "://", 3);
-    size_t from = scheme_end ? (size_t)(scheme_end - s.base) + 3 : 0;
-    const char *auth_slash = memchr(s.base + from, '/', s.len - from);
-    size_t auth_to = auth_slash ? (size_t)(auth_slash - s.base) : s.len;
-    if (memchr(s.base + from, '@', auth_to - from)) {
-        sl_buf_appendf(why, "a URL must not hold a user or password: put the backend's "
-                            "credential in api_key");
-        return SL_EINVAL;
-    }
-    size_t at = url_authority(s);
-    if (at == 0 || at > s.len)
-        goto bad;
-    for (size_t i = 0; i < s.len; i++) {
-        unsigned char c = (unsigned char)s.base[i];
-        if (c <= 0x20 || c >= 0x7f) {
-            sl_buf_appendf(why,
-                           "a URL cannot hold spaces or control characters (character %zu); "
-                           "percent-encode them",
-                           i + 1);
-            return SL_EINVAL;
-        }
-    }
-    size_t after_scheme = s.len > at ? s.len - at : 0; /* spelled out for GCC's -O2 range check */
-    const char *slash = after_scheme ? memchr(s.base + at, '/', after_scheme) : NULL;
-    size_t auth_end = slash ? (size_t)(slash - s.base) : s.len;
-    struct sl_str auth = {s.base + at, auth_end - at};
-    if (memchr(s.base, '?', s.len) || memchr(s.base, '#', s.len)) {
-        sl_buf_appendf(why, "a backend URL has no query (\"?...\") nor fragment (\"#...\"): "
-                            "sluice adds the path and the client's query to it, got ");
-        sl_cfg_quote(why, s);
-        return SL_EINVAL;
-    }
-    /* host, [v6], host:port or [v6]:port */
-    const char *port = NULL;
-    if (auth.len > 0 && auth.base[0] == '[') {
-        const char *close = memchr(auth.base, ']', auth.len);
-        if (close == NULL || close == auth.base + 1)
-            goto bad;
-        if (close + 1 < auth.base + auth.len) {
-            if (close[1] != ':')
-                goto bad;
-            port = close + 2;
-        }
-    } else {
-        const char *colon = memchr(auth.base, ':', auth.len);
-        if (colon == auth.base || auth.len == 0)
-            goto bad;
-        port = colon ? colon + 1 : NULL;
-    }
-    if (port) {
-        uint64_t p = 0;
-        struct sl_str ps = {port, (size_t)(auth.base + auth.len - port)};
-        if (sl_str_to_u64(ps, &p) != SL_OK || p < 1 || p > 65535) {
-            sl_buf_appendf(why, "%s, got ", expected);
-            sl_cfg_quote(why, s);
-            sl_buf_appendf(why, " (the port must be a number from 1 to 65535)");
-            return SL_EINVAL;
-        }
-    }
-    struct sl_str path = {s.base + auth_end, s.len - auth_end};
-    for (size_t i = 0; i + 1 < path.len; i++) {
-        if (path.base[i] == '/' && path.base[i + 1] == '/') {
-            sl_buf_appendf(why, "%s, got ", expected);
-            sl_cfg_quote(why, s);
-            sl_buf_appendf(why, " (\"//\" makes an empty path segment)");
-            return SL_EINVAL;
-        }
-    }
-    if (path.len > 0 && path.base[path.len - 1] == '/') {
-        text->len--;
-        text->base[text->len] = '\0';
-    }
-    return SL_OK;
-bad:
-    sl_buf_appendf(why, "%s, got ", expected);
-    sl_cfg_quote(why, s);
-    return SL_EINVAL;
-}
-
-/* "sha256:" and 64 lowercase hex digits. The value is never quoted: a user
- * who pasted a key where its hash belongs must not see it in logs. */
-static int check_hashed_key(struct sl_buf *text, struct sl_buf *why)
-{
-    static const char expected[] = "expected a hashed key, \"" HASH_PREFIX "\" followed by 64 "
-                                   "lowercase hex digits, as `sluice hash-key` prints it";
-    struct sl_str s = {text->base, text->len};
-    if (s.len >= HASH_PREFIX_LEN &&
-        sl_str_eq_ci((struct sl_str){s.base, HASH_PREFIX_LEN}, SL_STR(HASH_PREFIX)) &&
-        !sl_str_starts_with(s, SL_STR(HASH_PREFIX))) {
-        sl_buf_appendf(why, "%s; write \"" HASH_PREFIX "\" in lower case", expected);
-        return SL_EINVAL;
-    }
-    if (!sl_str_starts_with(s, SL_STR(HASH_PREFIX))) {
-        sl_buf_appendf(why,
-                       "%s; if this is a key itself, store its hash instead: the file "
-                       "never holds client keys",
-                       expected);
-        return SL_EINVAL;
-    }
-    size_t n = s.len - HASH_PREFIX_LEN;
-    if (n != 64) {
-        sl_buf_appendf(why, "%s, got %zu characters after \"" HASH_PREFIX "\"", expected, n);
-        return SL_EINVAL;
-    }
-    for (size_t i = HASH_PREFIX_LEN; i < s.len; i++) {
-        if (!is_hex_lower(s.base[i])) {
-            sl_buf_appendf(why, "%s; character %zu is not%s", expected, i + 1,
-                           s.base[i] >= 'A' && s.base[i] <= 'F' ? " (upper case)" : "");
-            return SL_EINVAL;
-        }
-    }
-    return SL_OK;
-}
-
-/* A CA file must be there when the configuration is loaded, not only when
- * the first request fails to connect: read it now and find a certificate. */
-static int check_ca_file(struct sl_buf *text, struct sl_buf *why)
-{
-    int err = SL_EINVAL;
-    struct stat st;
-    FILE *f = NULL;
-    X509 *cert = NULL;
-    /* O_NONBLOCK: a FIFO must not hang the load; it is refused below. */
-    int fd = open(text->base, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) {
-        sl_buf_appendf(why, "cannot read ");
-        sl_cfg_quote(why, (struct sl_str){text->base, text->len});
-        sl_buf_appendf(why, ": %s", strerror(errno));
-        return SL_EINVAL;
-    }
-    if (fstat(fd, &st) != 0) {
-        sl_buf_appendf(why, "cannot read ");
-        sl_cfg_quote(why, (struct sl_str){text->base, text->len});
-        sl_buf_appendf(why, ": %s", strerror(errno));
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        sl_buf_appendf(why, "expected a PEM file of CA certificates, and ");
-        sl_cfg_quote(why, (struct sl_str){text->base, text->len});
-        sl_buf_appendf(why, " is %s", S_ISDIR(st.st_mode) ? "a directory" : "not a regular file");
-        goto out;
-    }
-    if (st.st_size > (off_t)MAX_CA_FILE_BYTES) {
-        sl_buf_appendf(why, "expected a PEM file of CA certificates, and ");
-        sl_cfg_quote(why, (struct sl_str){text->base, text->len});
-        sl_buf_appendf(why, " is larger than %u MiB", MAX_CA_FILE_BYTES >> 20);
-        goto out;
-    }
-    if ((f = fdopen(fd, "rb")) == NULL) {
-        sl_buf_appendf(why, "cannot read ");
-        sl_cfg_quote(why, (struct sl_str){text->base, text->len});
-        sl_buf_appendf(why, ": %s", strerror(errno));
-        goto out;
-    }
-    fd = -1;
-    cert = PEM_read_X509(f, NULL, NULL, NULL);
-    ERR_clear_error();
-    if (cert == NULL) {
-        sl_buf_appendf(why, "expected a PEM file of CA certificates, and ");
-        sl_cfg_quote(why, (struct sl_str){text->base, text->len});
-        sl_buf_appendf(why, " holds none (no \"-----BEGIN CERTIFICATE-----\" block)");
-        goto out;
-    }
-    err = SL_OK;
-out:
-    X509_free(cert);
-    if (f)
-        fclose(f);
-    if (fd >= 0)
-        close(fd);
-    return err;
-}
-
 /* ---- one backend ---- */
 
 static const struct sl_cfg_field backend_fields[] = {
@@ -385,7 +88,7 @@ static const struct sl_cfg_field backend_fields[] = {
         .doc = "Name of the backend in `routes`, in logs and in the `x-sluice-backend` "
                "response header: letters, digits, `.`, `_` and `-`. Unique among the backends.",
         SL_CFG_MEMBER(struct sl_config_backend, name),
-        .check = check_name,
+        .check = sl_cfg_check_name,
     },
     {
         .name = "url",
@@ -399,7 +102,7 @@ static const struct sl_cfg_field backend_fields[] = {
                "`http://` or `https://`, without query, fragment, user or password; a "
                "trailing `/` is dropped.",
         SL_CFG_MEMBER(struct sl_config_backend, url),
-        .check = check_url,
+        .check = sl_cfg_check_url,
     },
     {
         .name = "type",
@@ -424,7 +127,7 @@ static const struct sl_cfg_field backend_fields[] = {
                "the client's key, and is never shown to clients nor written to logs. Not "
                "set: requests go to the backend without a key.",
         SL_CFG_MEMBER(struct sl_config_backend, api_key),
-        .check = check_api_key,
+        .check = sl_cfg_check_api_key,
     },
     {
         .name = "region",
@@ -433,7 +136,7 @@ static const struct sl_cfg_field backend_fields[] = {
         .max = MAX_NAME,
         .doc = "Azure region of the resource, e.g. `swedencentral`, for logs and metrics.",
         SL_CFG_MEMBER(struct sl_config_backend, region),
-        .check = check_text,
+        .check = sl_cfg_check_text,
     },
     {
         .name = "model",
@@ -444,7 +147,7 @@ static const struct sl_cfg_field backend_fields[] = {
         .doc = "The model the deployment runs, e.g. `gpt-4o`, for logs and metrics. Requests "
                "are sent to `deployment`, whatever this says.",
         SL_CFG_MEMBER(struct sl_config_backend, model),
-        .check = check_text,
+        .check = sl_cfg_check_text,
     },
     {
         .name = "version",
@@ -454,7 +157,7 @@ static const struct sl_cfg_field backend_fields[] = {
         .doc = "Version of the model, e.g. `2024-08-06`. Quote it in YAML when it looks "
                "like a number.",
         SL_CFG_MEMBER(struct sl_config_backend, version),
-        .check = check_text,
+        .check = sl_cfg_check_text,
     },
     {
         .name = "deployment",
@@ -465,7 +168,7 @@ static const struct sl_cfg_field backend_fields[] = {
                "(`type: azure`; letters, digits, `.`, `_` and `-`), or the `model` sent to an "
                "OpenAI-compatible server. Not set: the `name` of the route being served.",
         SL_CFG_MEMBER(struct sl_config_backend, deployment),
-        .check = check_text,
+        .check = sl_cfg_check_text,
     },
     {
         .name = "connect_timeout",
@@ -518,7 +221,7 @@ static const struct sl_cfg_field backend_fields[] = {
                "the system's. It is read when the configuration is loaded and must hold a "
                "certificate then. A relative path is from sluice's working directory.",
         SL_CFG_MEMBER(struct sl_config_backend, ca_file),
-        .check = check_ca_file,
+        .check = sl_cfg_check_ca_file,
     },
     {
         .name = "insecure",
@@ -548,7 +251,7 @@ static const struct sl_cfg_field backend_fields[] = {
                "client bound to `geographies` is only ever served by backends in one of them, "
                "on failover and retries too. Not set: the backend serves no bound route.",
         SL_CFG_MEMBER(struct sl_config_backend, geography),
-        .check = check_name,
+        .check = sl_cfg_check_name,
     },
     {
         .name = "failure_threshold",
@@ -609,7 +312,7 @@ static const struct sl_cfg_field backend_fields[] = {
 static const char *azure_api_path(const char *url)
 {
     struct sl_str s = sl_str_from_cstr(url);
-    const char *p = strchr(url + url_authority(s), '/');
+    const char *p = strchr(url + sl_cfg_url_authority(s), '/');
     for (; p; p = strchr(p + 1, '/'))
         if (strncmp(p, "/openai", 7) == 0 && (p[7] == '/' || p[7] == '\0'))
             return p;
@@ -621,8 +324,8 @@ static void backend_finish(void *obj, struct sl_cfg_check *chk)
     const struct sl_config_backend *b = obj;
     /* An Azure deployment is a URL path segment; an OpenAI model name is a
      * body field and may hold '/' ("meta-llama/Llama-3.1-8B-Instruct"). */
-    if (b->type == SL_BACKEND_AZURE && b->deployment && !name_ok(sl_str_from_cstr(b->deployment)) &&
-        sl_cfg_check_usable(chk, "type"))
+    if (b->type == SL_BACKEND_AZURE && b->deployment &&
+        !sl_cfg_name_ok(sl_str_from_cstr(b->deployment)) && sl_cfg_check_usable(chk, "type"))
         sl_cfg_check_error(chk, "deployment",
                            "an Azure deployment name is letters, digits, \".\", \"_\" and \"-\" "
                            "only, and neither \".\" alone nor \"..\" (it goes into URL paths), "
@@ -711,7 +414,7 @@ static const struct sl_cfg_field route_fields[] = {
                "paths. Letters, digits, `.`, `_` and `-`, but not `.` alone nor `..` "
                "anywhere; case-sensitive. Unique among the routes.",
         SL_CFG_MEMBER(struct sl_config_route, name),
-        .check = check_route_name,
+        .check = sl_cfg_check_route_name,
     },
     {
         .name = "backend",
@@ -778,7 +481,7 @@ static const struct sl_cfg_field route_fields[] = {
                "is available the client gets 429 or 503 saying so. Not set: any backend.",
         SL_CFG_MEMBER(struct sl_config_route, geographies),
         SL_CFG_COUNT(struct sl_config_route, n_geographies),
-        .check = check_name,
+        .check = sl_cfg_check_name,
     },
     {
         .name = "region_header",
@@ -809,7 +512,7 @@ static const struct sl_cfg_field route_fields[] = {
                "client's: one version upstream, whatever the clients ask for. Not set: the "
                "client's passes through.",
         SL_CFG_MEMBER(struct sl_config_route, api_version),
-        .check = check_api_version,
+        .check = sl_cfg_check_api_version,
     },
     {
         .name = "log_payloads",
@@ -822,6 +525,7 @@ static const struct sl_cfg_field route_fields[] = {
                "on in production.",
         SL_CFG_MEMBER(struct sl_config_route, log_payloads),
     },
+    CAPS_FIELDS(struct sl_config_route),
 };
 
 /* Exactly one of `backend` and `backends`; the shorthand becomes a pool of one. */
@@ -863,98 +567,6 @@ const struct sl_cfg_schema sl_cfg_route_schema = {
            "OpenAI-style paths (`/v1/...`, `/openai/v1/...`) `model` in the body does. Each "
            "request goes to a backend of the pool, under the backend's `deployment` name when "
            "it has one: docs/routing.md explains the choice, failover and retries.",
-};
-
-/* ---- one client ---- */
-
-static const struct sl_cfg_field client_fields[] = {
-    {
-        .name = "name",
-        .type = SL_CFG_STRING,
-        .required = true,
-        .min = 1,
-        .max = MAX_NAME,
-        .doc = "Name of the client in logs and metrics: letters, digits, `.`, `_` and `-`. "
-               "Unique among the clients.",
-        SL_CFG_MEMBER(struct sl_config_client, name),
-        .check = check_name,
-    },
-    {
-        .name = "keys",
-        .type = SL_CFG_STRING_LIST,
-        .required = true,
-        .min = 1,
-        .max = MAX_KEYS,
-        .doc = "Hashes of the client's keys, each `sha256:` and 64 lowercase hex digits, as "
-               "`sluice hash-key` prints them; never the keys themselves. Several keys let "
-               "one be replaced without downtime: add the new one, move the application to "
-               "it, remove the old one. A key belongs to one client only.",
-        SL_CFG_MEMBER(struct sl_config_client, keys),
-        SL_CFG_COUNT(struct sl_config_client, n_keys),
-        .check = check_hashed_key,
-    },
-    {
-        .name = "region",
-        .type = SL_CFG_STRING,
-        .min = 1,
-        .max = MAX_NAME,
-        .doc = "Where the client runs, as a backend `region` (e.g. `westeurope`): within a "
-               "priority group, a backend in the same region serves it while one is available "
-               "(nearest first).",
-        SL_CFG_MEMBER(struct sl_config_client, region),
-        .check = check_text,
-    },
-    {
-        .name = "geographies",
-        .type = SL_CFG_STRING_LIST,
-        .min = 0,
-        .max = 16,
-        .doc = "Data residency: the client's requests are only ever served by backends whose "
-               "`geography` is one of these, whatever route they call, on failover and "
-               "retries too. When the route also has `geographies`, a backend must be in both.",
-        SL_CFG_MEMBER(struct sl_config_client, geographies),
-        SL_CFG_COUNT(struct sl_config_client, n_geographies),
-        .check = check_name,
-    },
-};
-
-static void client_finish(void *obj, struct sl_cfg_check *chk)
-{
-    struct sl_config_client *cl = obj;
-    if (cl->n_keys == 0 || !sl_cfg_check_usable(chk, "keys"))
-        return;
-    cl->key_hashes = calloc(cl->n_keys, sizeof(*cl->key_hashes));
-    if (cl->key_hashes == NULL) {
-        sl_cfg_check_nomem(chk);
-        return;
-    }
-    for (size_t k = 0; k < cl->n_keys; k++) {
-        const char *hex = cl->keys[k] + HASH_PREFIX_LEN; /* checked: 64 lowercase hex */
-        for (size_t i = 0; i < 32; i++)
-            cl->key_hashes[k][i] =
-                (unsigned char)(hex_value(hex[2 * i]) << 4 | hex_value(hex[2 * i + 1]));
-    }
-}
-
-static void client_dispose(void *obj)
-{
-    struct sl_config_client *cl = obj;
-    free(cl->key_hashes);
-    cl->key_hashes = NULL;
-}
-
-const struct sl_cfg_schema sl_cfg_client_schema = {
-    .fields = client_fields,
-    .n_fields = SL_ARRAY_LEN(client_fields),
-    .size = sizeof(struct sl_config_client),
-    .unique = "name",
-    .finish = client_finish,
-    .dispose = client_dispose,
-    .doc = "A client is an application allowed to call the gateway. It sends one of its keys "
-           "as `api-key: KEY` or as `Authorization: Bearer KEY`, the way the official SDKs "
-           "do; sluice removes it before the request goes on. Make a key with a random "
-           "generator (e.g. `openssl rand -hex 32`), give it to the application, and list "
-           "its hash here.",
 };
 
 /* ---- checks across lists ---- */
@@ -1127,96 +739,11 @@ out:
     free(sorted);
 }
 
-/* One hashed key, where it is declared. */
-struct key_ref {
-    const unsigned char *hash;
-    size_t client, key;
-};
-
-/* A key declared again: where, and where first. */
-struct key_dup {
-    struct key_ref at, first;
-};
-
-static int compare_places(const struct key_ref *x, const struct key_ref *y)
-{
-    if (x->client != y->client)
-        return x->client < y->client ? -1 : 1;
-    return x->key < y->key ? -1 : x->key > y->key;
-}
-
-/* By hash, then in file order. */
-static int compare_keys(const void *a, const void *b)
-{
-    const struct key_ref *x = a, *y = b;
-    int d = memcmp(x->hash, y->hash, 32);
-    return d ? d : compare_places(x, y);
-}
-
-static int compare_dups(const void *a, const void *b)
-{
-    const struct key_dup *x = a, *y = b;
-    return compare_places(&x->at, &y->at);
-}
-
-/* A key must identify one client: report each repeat at its place, naming
- * the first declaration, in file order. Sorted, so that thousands of keys
- * stay cheap. */
-static void check_keys(struct sl_config *c, struct sl_cfg_check *chk)
-{
-    struct key_ref *refs = NULL;
-    struct key_dup *dups = NULL;
-    size_t n = 0, n_dups = 0;
-    if (!sl_cfg_check_usable(chk, "clients"))
-        return;
-    for (size_t i = 0; i < c->n_clients; i++)
-        n += c->clients[i].key_hashes ? c->clients[i].n_keys : 0;
-    if (n < 2)
-        return;
-    refs = calloc(n, sizeof(*refs));
-    dups = calloc(n, sizeof(*dups));
-    if (refs == NULL || dups == NULL) {
-        sl_cfg_check_nomem(chk);
-        goto out;
-    }
-    n = 0;
-    for (size_t i = 0; i < c->n_clients; i++)
-        for (size_t k = 0; c->clients[i].key_hashes && k < c->clients[i].n_keys; k++)
-            refs[n++] = (struct key_ref){c->clients[i].key_hashes[k], i, k};
-    qsort(refs, n, sizeof(*refs), compare_keys);
-    for (size_t i = 1, first = 0; i < n; i++) {
-        if (memcmp(refs[i].hash, refs[first].hash, 32) == 0)
-            dups[n_dups++] = (struct key_dup){refs[i], refs[first]};
-        else
-            first = i;
-    }
-    qsort(dups, n_dups, sizeof(*dups), compare_dups);
-    for (size_t d = 0; d < n_dups; d++) {
-        const struct key_ref *at = &dups[d].at, *first = &dups[d].first;
-        const char *mine = c->clients[at->client].name;
-        if (first->client == at->client)
-            sl_cfg_check_error_in_elem(chk, "clients", at->client, "keys", at->key,
-                                       "client \"%s\" lists this key twice (keys[%zu] and "
-                                       "keys[%zu])",
-                                       mine, first->key, at->key);
-        else
-            sl_cfg_check_error_in_elem(chk, "clients", at->client, "keys", at->key,
-                                       "client \"%s\" has the same key as client \"%s\" "
-                                       "(clients[%zu].keys[%zu]); a key must identify one "
-                                       "client: give each its own",
-                                       mine, c->clients[first->client].name, first->client,
-                                       first->key);
-    }
-out:
-    free(refs);
-    free(dups);
-}
-
 void sl_cfg_gateway_finish(struct sl_config *c, struct sl_cfg_check *chk)
 {
     resolve_routes(c, chk);
     index_routes(c, chk);
-    check_keys(c, chk);
+    sl_cfg_clients_finish(c, chk);
 }
 
 void sl_cfg_gateway_dispose(struct sl_config *c)

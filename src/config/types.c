@@ -232,6 +232,36 @@ int sl_cfg_parse_ratio(struct sl_str s, uint64_t *out, struct sl_buf *why)
     return SL_OK;
 }
 
+int sl_cfg_parse_money(struct sl_str s, uint64_t *out, struct sl_buf *why)
+{
+    static const char expected[] = "expected an amount like 12.50 or 0.000150 (at most 6 "
+                                   "decimal places)";
+    size_t n_int = count_digits(s, 0), n_frac = 0, at = n_int;
+    if (at < s.len && s.base[at] == '.') {
+        n_frac = count_digits(s, at + 1);
+        at += 1 + n_frac;
+    }
+    if (at != s.len || n_int + n_frac == 0 || n_frac > 6 || n_int > 12) {
+        const char *hint = NULL;
+        if (s.len > 0 && s.base[0] == '-')
+            hint = "it cannot be negative";
+        else if (s.len > 0 && (s.base[0] == '$' || s.base[s.len - 1] == '$'))
+            hint = "write the number only, without a currency sign";
+        else if (n_frac > 6 && at == s.len)
+            hint = "more than 6 decimal places";
+        else if (n_int > 12 && at == s.len)
+            hint = "too large";
+        return reject(why, expected, s, hint);
+    }
+    uint64_t v = 0;
+    for (size_t i = 0; i < n_int; i++)
+        v = v * 10 + (uint64_t)(s.base[i] - '0');
+    for (size_t i = 0; i < 6; i++)
+        v = v * 10 + (i < n_frac ? (uint64_t)(s.base[n_int + 1 + i] - '0') : 0);
+    *out = v;
+    return SL_OK;
+}
+
 int sl_cfg_parse_enum(struct sl_str s, const struct sl_cfg_choice *choices, int *out,
                       struct sl_buf *why)
 {
@@ -351,7 +381,7 @@ int sl_cfg_format_value(enum sl_cfg_type t, uint64_t v, struct sl_buf *out)
         {"h", 60 * 60 * 1000}, {"m", 60 * 1000}, {"s", 1000}, {"ms", 1}};
     const struct unit *units = NULL;
     size_t n = 0;
-    if (t == SL_CFG_RATIO && v % PPM != 0) {
+    if ((t == SL_CFG_RATIO || t == SL_CFG_MONEY) && v % PPM != 0) {
         /* Millionths without trailing zeros: 50000 is "0.05". */
         char frac[8];
         int len = snprintf(frac, sizeof(frac), "%06llu", (unsigned long long)(v % PPM));
@@ -359,7 +389,7 @@ int sl_cfg_format_value(enum sl_cfg_type t, uint64_t v, struct sl_buf *out)
             len--;
         return sl_buf_appendf(out, "%llu.%.*s", (unsigned long long)(v / PPM), len, frac);
     }
-    if (t == SL_CFG_RATIO)
+    if (t == SL_CFG_RATIO || t == SL_CFG_MONEY)
         return sl_buf_appendf(out, "%llu", (unsigned long long)(v / PPM));
     if (t == SL_CFG_SIZE) {
         units = sizes;

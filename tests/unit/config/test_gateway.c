@@ -281,8 +281,9 @@ static void test_defaults_and_required(void **state)
     expect_error(2, 5, "backends[0]", "missing required key \"url\"");
     expect_error(2, 5, "backends[0]", "missing required key \"model\"");
     expect_error(4, 5, "routes[0]", "missing required key \"name\"");
-    expect_error(6, 5, "clients[0]", "missing required key \"keys\"");
-    expect_error(7, 21, "clients[1].keys", "must list at least 1 value");
+    expect_error(6, 5, "clients[0].keys",
+                 "a client needs `keys` (hashed API keys) or `jwt_issuer`");
+    expect_error(7, 21, "clients[1].keys", "a client needs `keys`");
     expect_errors(5);
 }
 

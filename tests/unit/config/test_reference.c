@@ -177,8 +177,11 @@ static void test_reference_shape(void **state)
     assert_non_null(strstr(gw, "| `backends[].url` | string | required | 1 to 2048 characters |"));
     assert_non_null(strstr(gw, "| `backends[].total_timeout` | duration | `10m` | 0 to 24h |"));
     assert_non_null(strstr(gw, "| `routes[].name` | string | required | 1 to 128 characters |"));
-    assert_non_null(strstr(gw, "| `clients[].keys` | string, or list of strings | required | 1 "
+    assert_non_null(strstr(gw, "| `clients[].keys` | string, or list of strings | none | 0 "
                                "to 16 entries |"));
+    assert_non_null(strstr(gw, "| `clients[].caps.max_tokens_mode` | one of `clamp`, `reject` | "
+                               "`clamp` |"));
+    assert_non_null(strstr(gw, "| `prices[].output` | amount | required |"));
     /* ...and not in the top-level table as well. */
     const char *top = strstr(doc.base, "## Top-level keys");
     assert_non_null(top);
