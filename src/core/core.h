@@ -22,6 +22,7 @@ enum {
     SL_EIO = -6,       /* operating system error (see errno) */
     SL_EUNSUPP = -7,   /* valid but not supported */
     SL_ESTATE = -8,    /* call not allowed in the current state */
+    SL_EPERM = -9,     /* not allowed: unknown credentials, over a limit */
 };
 const char *sl_strerror(int err);
 

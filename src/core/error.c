@@ -21,6 +21,8 @@ const char *sl_strerror(int err)
         return "not supported";
     case SL_ESTATE:
         return "not allowed in this state";
+    case SL_EPERM:
+        return "not allowed";
     default:
         return "unknown error";
     }
