@@ -315,3 +315,33 @@ int sl_balance_status_json(struct sl_balance *b, uint64_t now_ms, uint64_t now_u
 fail:
     return err;
 }
+
+void sl_balance_adopt(struct sl_balance *b, struct sl_balance *old)
+{
+    for (size_t i = 0; i < b->cfg->n_backends; i++) {
+        const char *name = b->cfg->backends[i].name;
+        size_t j = 0;
+        while (j < old->cfg->n_backends && strcmp(old->cfg->backends[j].name, name) != 0)
+            j++;
+        if (j == old->cfg->n_backends)
+            continue;
+        struct sl_balance_backend *to = &b->backends[i], *from = &old->backends[j];
+        /* A trial running on the old state stays its own: the new state starts without one. */
+        uint64_t circuit = atomic_load(&from->circuit) & ~SL_CIRCUIT_TRIAL;
+        atomic_store(&to->circuit, circuit);
+        atomic_store(&to->failures, atomic_load(&from->failures));
+        atomic_store(&to->level, atomic_load(&from->level));
+        atomic_store(&to->ttfb_ewma, atomic_load(&from->ttfb_ewma));
+        for (size_t k = 0; k < SL_BALANCE_BUCKETS; k++) {
+            atomic_store(&to->buckets[k].epoch, atomic_load(&from->buckets[k].epoch));
+            atomic_store(&to->buckets[k].success, atomic_load(&from->buckets[k].success));
+            atomic_store(&to->buckets[k].errors, atomic_load(&from->buckets[k].errors));
+            atomic_store(&to->buckets[k].throttled, atomic_load(&from->buckets[k].throttled));
+        }
+        pthread_mutex_lock(&from->why_lock);
+        memcpy(to->why, from->why, sizeof(to->why));
+        to->last_status = from->last_status;
+        pthread_mutex_unlock(&from->why_lock);
+    }
+    sl_balance_pins_adopt(b, old);
+}

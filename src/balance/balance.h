@@ -46,6 +46,14 @@ enum sl_balance_outcome sl_balance_status_outcome(int status);
 /* 0 and *out; SL_ENOMEM. cfg is borrowed and must outlive the balance. */
 int sl_balance_new(const struct sl_config *cfg, struct sl_balance **out);
 void sl_balance_free(struct sl_balance *b);
+/*
+ * After a configuration reload: b (new, not yet in use) takes over what old knows about the
+ * backends both configurations have, by name: circuits, failure counts, back-off, latency
+ * averages and the pin table (moved, not copied: pins old makes afterwards are lost). Old
+ * stays usable by requests still running on it.
+ */
+void sl_balance_adopt(struct sl_balance *b, struct sl_balance *old);
+
 /* Per-worker state (round robin counters): used from one thread only. */
 int sl_balance_worker_new(struct sl_balance *b, struct sl_balance_worker **out);
 void sl_balance_worker_free(struct sl_balance_worker *w);

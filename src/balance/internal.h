@@ -133,6 +133,8 @@ void sl_balance_route_window(struct sl_balance *b, size_t route, uint64_t now_ms
 /* pins.c */
 int sl_balance_pins_init(struct sl_balance *b);
 void sl_balance_pins_dispose(struct sl_balance *b);
+/* Move old's pins into b (not yet in use), renumbering backends by name. */
+void sl_balance_pins_adopt(struct sl_balance *b, struct sl_balance *old);
 /* The shard that holds key (for the unit tests: eviction is per shard). */
 size_t sl_balance_pin_shard(const struct sl_balance *b, struct sl_str key);
 

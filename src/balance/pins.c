@@ -286,3 +286,47 @@ done:
     pthread_mutex_unlock(&s->lock);
     return err;
 }
+
+/* The backend of the same name in b's configuration, or SIZE_MAX. */
+static size_t same_backend(const struct sl_balance *b, const struct sl_balance *old, size_t i)
+{
+    const char *name = old->cfg->backends[i].name;
+    for (size_t j = 0; j < b->cfg->n_backends; j++)
+        if (strcmp(b->cfg->backends[j].name, name) == 0)
+            return j;
+    return SIZE_MAX;
+}
+
+void sl_balance_pins_adopt(struct sl_balance *b, struct sl_balance *old)
+{
+    /* The entries move as they are, hashes included: b takes old's hash key (b is not in use
+     * yet), and each entry's backend is renumbered by name; those whose backend is gone are
+     * dropped. */
+    b->hash_key[0] = old->hash_key[0];
+    b->hash_key[1] = old->hash_key[1];
+    for (size_t i = 0; i < SL_BALANCE_PIN_SHARDS; i++) {
+        struct sl_balance_pin_shard *from = &old->shards[i], *to = &b->shards[i];
+        pthread_mutex_lock(&from->lock);
+        pthread_mutex_lock(&to->lock);
+        struct sl_balance_pin_shard moved = *from;
+        from->slots = NULL;
+        from->n_slots = from->n = 0;
+        from->oldest = from->newest = NULL;
+        free(to->slots);
+        to->slots = moved.slots;
+        to->n_slots = moved.n_slots;
+        to->n = moved.n;
+        to->oldest = moved.oldest;
+        to->newest = moved.newest;
+        for (struct sl_balance_pin *p = to->oldest, *next; p; p = next) {
+            next = p->newer;
+            p->backend = same_backend(b, old, p->backend);
+            if (p->backend == SIZE_MAX)
+                drop_entry(to, p);
+        }
+        while (to->n > b->pins_per_shard && to->oldest)
+            drop_entry(to, to->oldest);
+        pthread_mutex_unlock(&to->lock);
+        pthread_mutex_unlock(&from->lock);
+    }
+}

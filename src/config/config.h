@@ -401,5 +401,8 @@ const struct sl_config_route *sl_config_find_route(const struct sl_config *c, st
  * (also for an empty key). Every stored hash is compared in constant time, without stopping
  * at a match, so that the time taken says nothing about which key or client matched. */
 const struct sl_config_client *sl_config_find_client(const struct sl_config *c, struct sl_str key);
+/* True when b keeps what only a restart can change: listeners, workers, limits, the simulated
+ * endpoints' addresses, the usage ledger's file. */
+bool sl_config_same_listeners(const struct sl_config *a, const struct sl_config *b);
 
 #endif

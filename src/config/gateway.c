@@ -75,3 +75,30 @@ const struct sl_config_client *sl_config_find_client(const struct sl_config *c, 
     OPENSSL_cleanse(digest, sizeof(digest));
     return found;
 }
+
+static bool same_addrs(const struct sl_config_addr *a, size_t na, const struct sl_config_addr *b,
+                       size_t nb)
+{
+    if (na != nb)
+        return false;
+    for (size_t i = 0; i < na; i++)
+        if (a[i].port != b[i].port || strcmp(a[i].host, b[i].host) != 0)
+            return false;
+    return true;
+}
+
+bool sl_config_same_listeners(const struct sl_config *a, const struct sl_config *b)
+{
+    if (!same_addrs(a->listen, a->n_listen, b->listen, b->n_listen) ||
+        !same_addrs(&a->admin_listen, 1, &b->admin_listen, 1) || a->workers != b->workers ||
+        memcmp(&a->limits, &b->limits, sizeof(a->limits)) != 0 ||
+        a->simulator.n_endpoints != b->simulator.n_endpoints)
+        return false;
+    if ((a->usage.db == NULL) != (b->usage.db == NULL) ||
+        (a->usage.db && strcmp(a->usage.db, b->usage.db) != 0))
+        return false;
+    for (size_t i = 0; i < a->simulator.n_endpoints; i++)
+        if (!same_addrs(&a->simulator.endpoints[i].listen, 1, &b->simulator.endpoints[i].listen, 1))
+            return false;
+    return true;
+}

@@ -1,5 +1,6 @@
 #include "gateway/internal.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,71 @@ static void log_listen(const char *what, const char *name, const struct sl_confi
     else
         sl_log_info("%s%s%s listening on %s", what, name ? " " : "", name ? name : "", b.base);
     sl_buf_dispose(&b);
+}
+
+/* Releases a configuration's state once every worker went through its loop since it was
+ * replaced: no request handler can still be reading it then. */
+struct reload_grace {
+    atomic_uint pending; /* workers yet to go through their loop, plus the main thread */
+    struct sl_proxy_conf *old;
+};
+
+static void grace_done(struct reload_grace *g)
+{
+    if (atomic_fetch_sub(&g->pending, 1) == 1) {
+        sl_proxy_conf_release(g->old);
+        free(g);
+    }
+}
+
+static void on_worker_quiet(struct sl_http_worker *w, void *arg)
+{
+    grace_done(arg);
+}
+
+/* SIGHUP: read the configuration file again; keep the running one when it has errors. */
+static void on_reload(void *data)
+{
+    struct sl_gateway_reload *rl = data;
+    struct sl_config *next = NULL;
+    struct sl_config_errors errs;
+    sl_config_errors_init(&errs);
+    sl_log_info("SIGHUP: reloading %s", rl->path);
+    if (sl_config_load_file(rl->path, &next, &errs) != SL_OK) {
+        for (size_t i = 0; i < errs.n; i++)
+            sl_log_error("%s:%u:%u: %s: %s", errs.items[i].file, errs.items[i].line,
+                         errs.items[i].col, errs.items[i].path, errs.items[i].message);
+        sl_log_error("reload of %s failed: the running configuration stays in use; fix the "
+                     "file and send SIGHUP again",
+                     rl->path);
+        sl_config_errors_dispose(&errs);
+        return;
+    }
+    sl_config_errors_dispose(&errs);
+    if (!sl_config_same_listeners(rl->running, next))
+        sl_log_warn("reload: listen addresses, workers, limits and the simulator section only "
+                    "change at a restart; the rest of %s now applies",
+                    rl->path);
+    struct reload_grace *g = calloc(1, sizeof(*g));
+    struct sl_proxy_conf *old = NULL;
+    if (g == NULL || sl_proxy_swap(rl->proxy, next, &old) != SL_OK) {
+        free(g);
+        sl_config_unref(next);
+        sl_log_error("reload of %s failed: out of memory; the running configuration stays in use",
+                     rl->path);
+        return;
+    }
+    sl_proxy_log_config_warnings(next);
+    sl_config_unref(next); /* the proxy holds it now */
+    g->old = old;
+    unsigned queued = 0, n = rl->workers;
+    atomic_init(&g->pending, n + 1);
+    sl_http_runner_broadcast(rl->runner, on_worker_quiet, g, &queued);
+    /* Workers that will not run the task (stopping) count as done now, and so does the main
+     * thread. */
+    atomic_fetch_sub(&g->pending, n - queued);
+    grace_done(g);
+    sl_log_info("reloaded %s", rl->path);
 }
 
 int sl_gateway_run(struct sl_config *cfg, enum sl_gateway_mode mode)
@@ -39,7 +105,7 @@ int sl_gateway_run(struct sl_config *cfg, enum sl_gateway_mode mode)
     if (sites == NULL)
         goto done;
     if (mode == SL_GATEWAY_SERVE) {
-        if (sl_proxy_new(cfg, &proxy) != SL_OK) {
+        if (sl_proxy_new(cfg, cfg->workers, &proxy) != SL_OK) {
             sl_log_error("could not set up the gateway's routes: out of memory");
             goto done;
         }
@@ -68,6 +134,7 @@ int sl_gateway_run(struct sl_config *cfg, enum sl_gateway_mode mode)
         }
     }
     struct sl_gateway_admin admin = {cfg, sim, proxy};
+    struct sl_gateway_reload reload = {cfg->source, cfg, proxy, NULL, cfg->workers};
     struct sl_http_site admin_site = {
         .listen = &cfg->admin_listen,
         .n_listen = 1,
@@ -85,6 +152,9 @@ int sl_gateway_run(struct sl_config *cfg, enum sl_gateway_mode mode)
         .worker_init = mode == SL_GATEWAY_SERVE ? sl_proxy_worker_init : NULL,
         .worker_dispose = mode == SL_GATEWAY_SERVE ? sl_proxy_worker_dispose : NULL,
         .data = proxy,
+        .on_reload =
+            mode == SL_GATEWAY_SERVE && strcmp(cfg->source, "<default>") ? on_reload : NULL,
+        .reload_data = &reload,
     };
     if (mode == SL_GATEWAY_SERVE)
         sl_proxy_log_config_warnings(cfg);
@@ -93,6 +163,7 @@ int sl_gateway_run(struct sl_config *cfg, enum sl_gateway_mode mode)
                      "configuration and that no other process uses those ports");
         goto done;
     }
+    reload.runner = runner;
     if (sim)
         sl_sim_attach_runner(sim, runner, first_sim_site);
     for (size_t i = 0; i < n_sites; i++)

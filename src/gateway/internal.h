@@ -14,6 +14,15 @@ struct sl_gateway_admin {
     struct sl_proxy *proxy; /* borrowed; NULL in `sluice sim` */
 };
 
+/* What a reload (SIGHUP) needs; owned by sl_gateway_run's frame. */
+struct sl_gateway_reload {
+    const char *path;                /* the configuration file (the running config's source) */
+    const struct sl_config *running; /* borrowed: the one the process started with */
+    struct sl_proxy *proxy;          /* borrowed */
+    struct sl_http_runner *runner;   /* borrowed */
+    unsigned workers;
+};
+
 void sl_gateway_on_public_request(struct sl_http_request *req, void *data);
 void sl_gateway_on_admin_request(struct sl_http_request *req, void *data);
 

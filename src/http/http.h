@@ -141,6 +141,9 @@ struct sl_http_runner_options {
     int (*worker_init)(uv_loop_t *loop, unsigned index, void *data, void **worker_data);
     void (*worker_dispose)(void *worker_data, void (*done)(void *arg), void *arg);
     void *data; /* passed to worker_init */
+    /* SIGHUP, on the main thread (e.g. reload the configuration); NULL: logged, ignored. */
+    void (*on_reload)(void *data);
+    void *reload_data;
 };
 
 /* Opens every listener (so a port in use is reported before anything runs). */
@@ -149,9 +152,12 @@ int sl_http_runner_new(const struct sl_http_runner_options *o, struct sl_http_ru
 int sl_http_runner_run(struct sl_http_runner *r);
 void sl_http_runner_free(struct sl_http_runner *r);
 /* Run fn(worker, arg) on every worker's loop, soon; callable from any thread.
- * arg must stay valid until every worker has run fn. */
+ * arg must stay valid until every worker has run fn. *queued (when given) is
+ * the number of workers that will run it: all, unless an error is returned
+ * (SL_ESTATE: some are stopping; SL_ENOMEM). */
 int sl_http_runner_broadcast(struct sl_http_runner *r,
-                             void (*fn)(struct sl_http_worker *w, void *arg), void *arg);
+                             void (*fn)(struct sl_http_worker *w, void *arg), void *arg,
+                             unsigned *queued);
 /* True once a shutdown has begun (callable from any thread). */
 bool sl_http_runner_stopping(const struct sl_http_runner *r);
 /* The worker's server for site index `site` (in the order given to the runner). */

@@ -48,8 +48,10 @@ struct sl_http_runner {
     struct sl_http_worker *workers; /* owned; n_workers */
     unsigned n_workers;
     uv_loop_t *main_loop; /* the default loop */
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
     bool signals_ready;
+    void (*on_reload)(void *data); /* SIGHUP; NULL: ignored (logged) */
+    void *reload_data;
     struct sl_http_server *admin;
     int (*worker_init)(uv_loop_t *loop, unsigned index, void *data, void **worker_data);
     void (*worker_dispose)(void *worker_data, void (*done)(void *arg), void *arg);
@@ -202,9 +204,12 @@ static void worker_dispose(struct sl_http_worker *w)
 }
 
 int sl_http_runner_broadcast(struct sl_http_runner *r,
-                             void (*fn)(struct sl_http_worker *w, void *arg), void *arg)
+                             void (*fn)(struct sl_http_worker *w, void *arg), void *arg,
+                             unsigned *queued)
 {
     int err = SL_OK;
+    if (queued)
+        *queued = 0;
     for (unsigned i = 0; i < r->n_workers; i++) {
         struct sl_http_worker *w = &r->workers[i];
         struct sl_http_task *t = malloc(sizeof(*t));
@@ -223,6 +228,8 @@ int sl_http_runner_broadcast(struct sl_http_runner *r,
             *w->tail = t;
             w->tail = &t->next;
             uv_async_send(&w->wakeup);
+            if (queued)
+                (*queued)++;
         }
         uv_mutex_unlock(&w->lock);
     }
@@ -272,11 +279,23 @@ static void begin_shutdown(struct sl_http_runner *r, const char *why)
      * but a second signal still reaches us while draining. */
     uv_unref((uv_handle_t *)&r->sigterm);
     uv_unref((uv_handle_t *)&r->sigint);
+    uv_unref((uv_handle_t *)&r->sighup);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
 {
     begin_shutdown(h->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    struct sl_http_runner *r = h->data;
+    if (atomic_load(&r->stopping))
+        return;
+    if (r->on_reload)
+        r->on_reload(r->reload_data);
+    else
+        sl_log_warn("SIGHUP: this process does not reload its configuration; restart it instead");
 }
 
 static void close_admin_now(struct sl_http_runner *r)
@@ -297,6 +316,7 @@ void sl_http_runner_free(struct sl_http_runner *r)
     if (r->signals_ready) {
         uv_close((uv_handle_t *)&r->sigterm, NULL);
         uv_close((uv_handle_t *)&r->sigint, NULL);
+        uv_close((uv_handle_t *)&r->sighup, NULL);
         uv_run(r->main_loop, UV_RUN_DEFAULT);
     }
     for (unsigned i = 0; i < r->n_workers; i++)
@@ -319,6 +339,8 @@ int sl_http_runner_new(const struct sl_http_runner_options *o, struct sl_http_ru
     r->worker_init = o->worker_init;
     r->worker_dispose = o->worker_dispose;
     r->worker_init_data = o->data;
+    r->on_reload = o->on_reload;
+    r->reload_data = o->reload_data;
     r->n_sites = o->n_sites;
     r->sites = calloc(o->n_sites ? o->n_sites : 1, sizeof(*r->sites));
     r->workers = calloc(o->workers ? o->workers : 1, sizeof(*r->workers));
@@ -354,7 +376,8 @@ int sl_http_runner_new(const struct sl_http_runner_options *o, struct sl_http_ru
     }
     uv_signal_init(r->main_loop, &r->sigterm);
     uv_signal_init(r->main_loop, &r->sigint);
-    r->sigterm.data = r->sigint.data = r;
+    uv_signal_init(r->main_loop, &r->sighup);
+    r->sigterm.data = r->sigint.data = r->sighup.data = r;
     r->signals_ready = true;
     *out = r;
     return SL_OK;
@@ -369,6 +392,7 @@ int sl_http_runner_run(struct sl_http_runner *r)
      * (terminating) dispositions once workers can run. */
     uv_signal_start(&r->sigterm, on_signal, SIGTERM);
     uv_signal_start(&r->sigint, on_signal, SIGINT);
+    uv_signal_start(&r->sighup, on_sighup, SIGHUP);
     for (unsigned i = 0; i < r->n_workers; i++) {
         struct sl_http_worker *w = &r->workers[i];
         if (uv_thread_create(&w->thread, worker_main, w) != 0) {

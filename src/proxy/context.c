@@ -10,18 +10,67 @@
 #include <string.h>
 #include <time.h>
 
-int sl_proxy_new(const struct sl_config *cfg, struct sl_proxy **out)
+static void conf_free(struct sl_proxy_conf *c)
+{
+    for (unsigned i = 0; c->picks && i < c->n_workers; i++)
+        sl_balance_worker_free(c->picks[i]);
+    free(c->picks);
+    sl_balance_free(c->balance);
+    sl_config_unref(c->cfg);
+    free(c);
+}
+
+/* The state of cfg, with one reference for the caller. */
+static int conf_new(struct sl_config *cfg, unsigned workers, struct sl_proxy_conf **out)
+{
+    struct sl_proxy_conf *c = calloc(1, sizeof(*c));
+    *out = NULL;
+    if (c == NULL)
+        return SL_ENOMEM;
+    atomic_init(&c->refs, 1);
+    c->cfg = sl_config_ref(cfg);
+    c->n_workers = workers;
+    c->picks = calloc(workers ? workers : 1, sizeof(*c->picks));
+    int err = c->picks ? sl_balance_new(cfg, &c->balance) : SL_ENOMEM;
+    for (unsigned i = 0; err == SL_OK && i < workers; i++)
+        err = sl_balance_worker_new(c->balance, &c->picks[i]);
+    if (err) {
+        conf_free(c);
+        return err;
+    }
+    *out = c;
+    return SL_OK;
+}
+
+struct sl_proxy_conf *sl_proxy_conf_acquire(struct sl_proxy *p)
+{
+    /* Safe without a lock: the proxy's own reference to the current state is dropped only
+     * after every worker went through its loop since it stopped being current. */
+    struct sl_proxy_conf *c = atomic_load_explicit(&p->current, memory_order_acquire);
+    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+    return c;
+}
+
+void sl_proxy_conf_release(struct sl_proxy_conf *c)
+{
+    if (c && atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
+        conf_free(c);
+}
+
+int sl_proxy_new(struct sl_config *cfg, unsigned workers, struct sl_proxy **out)
 {
     struct sl_proxy *p = calloc(1, sizeof(*p));
+    struct sl_proxy_conf *c = NULL;
     *out = NULL;
     if (p == NULL)
         return SL_ENOMEM;
-    p->cfg = cfg;
-    int err = sl_balance_new(cfg, &p->balance);
+    int err = conf_new(cfg, workers, &c);
     if (err) {
         free(p);
         return err;
     }
+    p->n_workers = workers;
+    atomic_init(&p->current, c);
     *out = p;
     return SL_OK;
 }
@@ -30,8 +79,22 @@ void sl_proxy_free(struct sl_proxy *p)
 {
     if (p == NULL)
         return;
-    sl_balance_free(p->balance);
+    sl_proxy_conf_release(atomic_load(&p->current));
     free(p);
+}
+
+int sl_proxy_swap(struct sl_proxy *p, struct sl_config *cfg, struct sl_proxy_conf **old)
+{
+    struct sl_proxy_conf *c = NULL;
+    *old = NULL;
+    int err = conf_new(cfg, p->n_workers, &c);
+    if (err)
+        return err;
+    struct sl_proxy_conf *prev = atomic_load(&p->current);
+    sl_balance_adopt(c->balance, prev->balance);
+    atomic_store_explicit(&p->current, c, memory_order_release);
+    *old = prev;
+    return SL_OK;
 }
 
 int sl_proxy_worker_init(uv_loop_t *loop, unsigned index, void *data, void **worker_data)
@@ -41,11 +104,9 @@ int sl_proxy_worker_init(uv_loop_t *loop, unsigned index, void *data, void **wor
     if (w == NULL)
         return SL_ENOMEM;
     w->proxy = data;
-    int err = sl_balance_worker_new(w->proxy->balance, &w->picks);
-    if (err == SL_OK)
-        err = sl_upstream_new(loop, &w->upstream);
+    w->index = index;
+    int err = sl_upstream_new(loop, &w->upstream);
     if (err) {
-        sl_balance_worker_free(w->picks);
         free(w);
         return err;
     }
@@ -63,7 +124,6 @@ struct dispose_ctx {
 static void on_upstream_closed(void *data)
 {
     struct dispose_ctx *d = data;
-    sl_balance_worker_free(d->w->picks);
     free(d->w);
     d->done(d->arg);
     free(d);
@@ -77,7 +137,6 @@ void sl_proxy_worker_dispose(void *worker_data, void (*done)(void *arg), void *a
         if (w) {
             /* Cannot wait for the upstream without memory: close it, free the rest now. */
             sl_upstream_close(w->upstream, done, arg);
-            sl_balance_worker_free(w->picks);
             free(w);
             return;
         }
@@ -111,10 +170,12 @@ void sl_proxy_on_readyz(struct sl_http_request *req, struct sl_proxy *p)
 {
     if (!only_get(req, "/readyz"))
         return;
+    struct sl_proxy_conf *conf = sl_proxy_conf_acquire(p);
     struct sl_buf down, body;
     sl_buf_init(&down);
     sl_buf_init(&body);
-    bool ready = sl_balance_ready(p->balance, uv_now(sl_http_request_loop(req)), &down);
+    bool ready = sl_balance_ready(conf->balance, uv_now(sl_http_request_loop(req)), &down);
+    sl_proxy_conf_release(conf);
     if (ready) {
         sl_buf_appendf(&body, "{\"status\":\"ready\"}");
     } else {
@@ -147,8 +208,10 @@ void sl_proxy_on_status(struct sl_http_request *req, struct sl_proxy *p)
         return;
     struct sl_buf body;
     sl_buf_init(&body);
+    struct sl_proxy_conf *conf = sl_proxy_conf_acquire(p);
     int err =
-        sl_balance_status_json(p->balance, uv_now(sl_http_request_loop(req)), unix_ms(), &body);
+        sl_balance_status_json(conf->balance, uv_now(sl_http_request_loop(req)), unix_ms(), &body);
+    sl_proxy_conf_release(conf);
     if (err)
         sl_http_respond_error(req, 500, "InternalServerError", "out of memory");
     else

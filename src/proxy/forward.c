@@ -39,7 +39,7 @@ static bool drop_response_header(struct sl_str name, const struct sl_http_header
 
 static struct sl_balance *balance_of(const struct sl_proxy_call *call)
 {
-    return call->worker->proxy->balance;
+    return call->conf->balance;
 }
 
 static uint64_t now_ms(const struct sl_proxy_call *call)
@@ -108,7 +108,8 @@ static int choose(struct sl_proxy_call *call, size_t only, uint64_t *retry_at)
         .region = call->region,
         .only = only,
     };
-    return sl_balance_choose(call->worker->picks, &q, now_ms(call), &call->pick, retry_at);
+    return sl_balance_choose(call->conf->picks[call->worker->index], &q, now_ms(call), &call->pick,
+                             retry_at);
 }
 
 /* "eu, us" for messages. */

@@ -4,6 +4,7 @@
 
 #include "proxy/proxy.h"
 #include <jansson.h>
+#include <stdatomic.h>
 
 #include "balance/balance.h"
 #include "upstream/upstream.h"
@@ -22,18 +23,36 @@ struct sl_proxy_target {
     bool stateful;      /* responses, assistants, threads, files, batches, vector stores */
 };
 
-/* One per configuration; shared by every worker (the balance is thread-safe). */
+/*
+ * The state of one loaded configuration, shared by every worker: the
+ * backends' circuits and pins, identities, limits. Refcounted: the proxy
+ * holds one reference while it is current, and each request in flight one,
+ * so that after a reload requests finish with the configuration they
+ * started with.
+ */
+struct sl_proxy_conf {
+    atomic_uint refs;
+    struct sl_config *cfg;            /* one reference */
+    struct sl_balance *balance;       /* owned */
+    struct sl_balance_worker **picks; /* owned: one per worker (round-robin counters) */
+    unsigned n_workers;
+};
+
+/* The gateway's request path: the current configuration's state, swapped on reload. */
 struct sl_proxy {
-    const struct sl_config *cfg; /* borrowed */
-    struct sl_balance *balance;  /* owned */
+    _Atomic(struct sl_proxy_conf *) current; /* one reference */
+    unsigned n_workers;
 };
 
 /* Per worker thread: used only on its loop. */
 struct sl_proxy_worker {
-    struct sl_proxy *proxy;          /* borrowed */
-    struct sl_upstream *upstream;    /* owned; closed by sl_proxy_worker_dispose */
-    struct sl_balance_worker *picks; /* owned: round-robin counters */
+    struct sl_proxy *proxy;       /* borrowed */
+    unsigned index;               /* which of conf->picks is this worker's */
+    struct sl_upstream *upstream; /* owned; closed by sl_proxy_worker_dispose */
 };
+
+/* The current configuration's state, with a reference for the caller. */
+struct sl_proxy_conf *sl_proxy_conf_acquire(struct sl_proxy *p);
 
 /*
  * One proxied request, across its attempts. Lives in the request's arena,
@@ -43,7 +62,8 @@ struct sl_proxy_worker {
 struct sl_proxy_call {
     struct sl_http_request *req;             /* borrowed until finished */
     struct sl_proxy_worker *worker;          /* borrowed */
-    const struct sl_config *cfg;             /* borrowed */
+    struct sl_proxy_conf *conf;              /* one reference, released when the call ends */
+    const struct sl_config *cfg;             /* conf's */
     const struct sl_config_route *route;     /* borrowed from cfg */
     const struct sl_config_backend *backend; /* the current attempt's; borrowed from cfg */
     struct sl_proxy_target target;

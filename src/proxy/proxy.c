@@ -321,6 +321,8 @@ void sl_proxy_call_release(struct sl_proxy_call *call)
     json_decref(call->doc);
     call->doc = NULL;
     call->target.name = SL_STR_NULL; /* may have pointed into doc */
+    sl_proxy_conf_release(call->conf);
+    call->conf = NULL;
 }
 
 /* The body as a JSON object, or NULL after answering 400. */
@@ -431,10 +433,10 @@ static int bind_client(struct sl_proxy_call *call, const struct sl_config_client
     return SL_OK;
 }
 
-void sl_proxy_on_request(struct sl_http_request *req, void *data)
+/* Serve req with conf: true when a call took over the reference to conf. */
+static bool serve(struct sl_http_request *req, struct sl_proxy_conf *conf)
 {
-    struct sl_proxy *proxy = data;
-    const struct sl_config *cfg = proxy->cfg;
+    const struct sl_config *cfg = conf->cfg;
     struct sl_proxy_target t;
     json_t *doc = NULL;
 
@@ -442,12 +444,12 @@ void sl_proxy_on_request(struct sl_http_request *req, void *data)
         sl_http_respond_error(req, 400, "BadRequest",
                               "the path has an empty, '.' or '..' segment, a ';', or an encoded "
                               "'.', '/', ';' or '\\'; send it in plain form");
-        return;
+        return false;
     }
     if (sl_proxy_classify(req->head.path, &t) != SL_OK) {
         sl_http_respond_error(req, 404, "NotFound",
                               "this path is not served by the gateway; see docs/api.md");
-        return;
+        return false;
     }
     const struct sl_config_client *client = sl_config_find_client(cfg, client_key(&req->head));
     if (client == NULL) {
@@ -456,28 +458,28 @@ void sl_proxy_on_request(struct sl_http_request *req, void *data)
                               "endpoint. Make sure to provide a valid key for an active "
                               "subscription and use a correct regional API endpoint for your "
                               "resource.");
-        return;
+        return false;
     }
     bool is_models = t.surface == SL_PROXY_V1 && sl_str_eq(t.rest, SL_STR("models"));
     if (is_models && sl_str_eq(req->head.method, SL_STR("GET"))) {
         respond_models(req, cfg);
-        return;
+        return false;
     }
     if (t.surface == SL_PROXY_AZURE && !sl_proxy_name_is_sane(t.name)) {
         sl_http_respond_error(req, 400, "InvalidDeploymentName",
                               "the deployment name in the path may only contain letters, digits, "
                               "'.', '_' and '-'");
-        return;
+        return false;
     }
     /* v1 and resource paths name their model in the JSON body. */
     if (t.surface != SL_PROXY_AZURE && req->body.len) {
         if ((doc = parse_body(req)) == NULL)
-            return;
+            return false;
         json_t *m = json_object_get(doc, "model");
         if (m && !json_is_string(m)) {
             json_decref(doc);
             sl_http_respond_error(req, 400, "BadRequest", "`model` must be a string");
-            return;
+            return false;
         }
         if (m)
             t.name = sl_str_from_cstr(json_string_value(m));
@@ -487,24 +489,25 @@ void sl_proxy_on_request(struct sl_http_request *req, void *data)
         sl_http_respond_error(req, 400, "BadRequest",
                               "the request names no model: set `model` in the body to one of the "
                               "deployments this gateway serves (GET /v1/models lists them)");
-        return;
+        return false;
     }
     struct sl_proxy_call *call = sl_arena_alloc(req->arena, sizeof(*call));
     if (call == NULL) {
         json_decref(doc);
         sl_http_respond_error(req, 500, "InternalServerError", "out of memory");
-        return;
+        return false;
     }
     memset(call, 0, sizeof(*call));
     call->req = req;
     call->worker = sl_http_request_worker_data(req);
+    call->conf = conf;
     call->cfg = cfg;
     call->target = t;
     call->doc = doc;
     call->pinned = SIZE_MAX;
     /* A request about a stateful object goes where the object is. */
     struct sl_str object = t.stateful ? sl_proxy_object_key(call) : SL_STR_NULL;
-    if (object.len && sl_balance_pinned(proxy->balance, object, uv_now(sl_http_request_loop(req)),
+    if (object.len && sl_balance_pinned(conf->balance, object, uv_now(sl_http_request_loop(req)),
                                         &call->pinned) != SL_OK)
         call->pinned = SIZE_MAX;
     call->pin_answer = t.stateful && object.len == 0 && sl_str_eq(req->head.method, SL_STR("POST"));
@@ -513,18 +516,28 @@ void sl_proxy_on_request(struct sl_http_request *req, void *data)
     if (call->route == NULL) {
         sl_proxy_call_release(call);
         respond_no_route(req);
-        return;
+        return true;
     }
     /* An OpenAI-style backend reads the model from the body: it must be set there. */
     if (call->doc == NULL && req->body.len && pool_has_type(cfg, call->route, SL_BACKEND_OPENAI) &&
-        (call->doc = parse_body(req)) == NULL)
-        return;
+        (call->doc = parse_body(req)) == NULL) {
+        sl_proxy_call_release(call);
+        return true;
+    }
     if (bind_client(call, client) != SL_OK) {
         sl_proxy_call_release(call);
         sl_http_respond_error(req, 500, "InternalServerError", "out of memory");
-        return;
+        return true;
     }
     sl_proxy_forward(call);
+    return true;
+}
+
+void sl_proxy_on_request(struct sl_http_request *req, void *data)
+{
+    struct sl_proxy_conf *conf = sl_proxy_conf_acquire(data);
+    if (!serve(req, conf))
+        sl_proxy_conf_release(conf);
 }
 
 void sl_proxy_log_config_warnings(const struct sl_config *cfg)

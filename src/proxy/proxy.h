@@ -12,15 +12,28 @@
 #include "config/config.h"
 #include "http/http.h"
 
-/* The request path for one configuration: its backends' state, shared by every worker. */
+/* The request path: the current configuration and its backends' state. */
 struct sl_proxy;
+/* A configuration's state, replaced by sl_proxy_swap (see below). */
+struct sl_proxy_conf;
 
-/* 0 and *out, or SL_ENOMEM. cfg is borrowed and must outlive the proxy. */
-int sl_proxy_new(const struct sl_config *cfg, struct sl_proxy **out);
+/* 0 and *out, or SL_ENOMEM. Takes a reference to cfg. workers: the runner's. */
+int sl_proxy_new(struct sl_config *cfg, unsigned workers, struct sl_proxy **out);
 void sl_proxy_free(struct sl_proxy *p);
 
+/*
+ * Reload: new requests use cfg from now on (the backends' circuits and the
+ * pinned objects carry over, by backend name); requests in flight finish
+ * with the configuration they started with. *old is the previous state:
+ * release it with sl_proxy_conf_release once every worker has been through
+ * its loop since the swap (a request handler may still be reading it until
+ * then). 0, or SL_ENOMEM (nothing changed).
+ */
+int sl_proxy_swap(struct sl_proxy *p, struct sl_config *cfg, struct sl_proxy_conf **old);
+void sl_proxy_conf_release(struct sl_proxy_conf *c);
+
 /* Runner hooks (data: the struct sl_proxy): each worker gets its own upstream client
- * (connection pool) and round-robin counters. */
+ * (connection pool). */
 int sl_proxy_worker_init(uv_loop_t *loop, unsigned index, void *data, void **worker_data);
 void sl_proxy_worker_dispose(void *worker_data, void (*done)(void *arg), void *arg);
 

@@ -66,7 +66,7 @@ static void on_refuse_timer(uv_timer_t *t)
     struct sl_sim_endpoint *ep = rt->ep;
     uint64_t now = sl_clock_mono_us() / 1000, until = atomic_load(&ep->refuse_until_ms);
     if (now >= until) {
-        sl_http_runner_broadcast(ep->sim->runner, resume_listener, ep);
+        sl_http_runner_broadcast(ep->sim->runner, resume_listener, ep, NULL);
         uv_close((uv_handle_t *)t, on_refuse_timer_closed);
         return;
     }
@@ -168,7 +168,7 @@ void sl_sim_refuse(struct sl_sim_call *c)
     }
     /* This worker stops at once; the others when their loops run the broadcast. */
     sl_http_server_pause(c->req->server);
-    sl_http_runner_broadcast(ep->sim->runner, pause_listener, ep);
+    sl_http_runner_broadcast(ep->sim->runner, pause_listener, ep, NULL);
     rw->c = c;
     rw->give_up_ms = sl_clock_mono_us() / 1000 + RESET_WAIT_MAX_MS;
     rw->gone = false;

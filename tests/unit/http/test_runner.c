@@ -43,12 +43,12 @@ static void test_broadcast_and_shutdown(void **state)
         .workers = (unsigned)workers, .sites = &site, .n_sites = 1, .limits = &limits};
     struct sl_http_runner *r = NULL;
     assert_int_equal(sl_http_runner_new(&opts, &r), SL_OK);
-    assert_int_equal(sl_http_runner_broadcast(r, task, &workers), SL_OK);
+    assert_int_equal(sl_http_runner_broadcast(r, task, &workers, NULL), SL_OK);
     assert_int_equal(sl_http_runner_run(r), SL_OK);
     assert_int_equal(atomic_load(&ran), workers);
     assert_int_equal(atomic_load(&seen_workers), 7);
     /* After the run, workers are gone: a broadcast is refused, not lost in a closed queue. */
-    assert_int_equal(sl_http_runner_broadcast(r, task, &workers), SL_ESTATE);
+    assert_int_equal(sl_http_runner_broadcast(r, task, &workers, NULL), SL_ESTATE);
     sl_http_runner_free(r);
 }
 
