@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/auth.h"
 #include "config/schema.h"
 
 _Static_assert(sizeof(enum sl_client_priority) == sizeof(int), "enum fields are stored as int");
@@ -478,6 +479,19 @@ static void jwt_issuer_finish(void *obj, struct sl_cfg_check *chk)
                            "give exactly one of `jwks_file`, `public_key_file` and `secret` "
                            "(%d given)",
                            ways);
+    /* Read the key file now, so that a missing or unusable key fails the load (and
+     * check-config), not every request. */
+    if (ways == 1 && usable && (j->jwks_file || j->public_key_file)) {
+        struct sl_buf why;
+        sl_buf_init(&why);
+        int err = sl_auth_check_issuer(j, &why);
+        if (err == SL_ENOMEM)
+            sl_cfg_check_nomem(chk);
+        else if (err != SL_OK)
+            sl_cfg_check_error(chk, j->jwks_file ? "jwks_file" : "public_key_file", "%.*s",
+                               (int)why.len, why.base ? why.base : "");
+        sl_buf_dispose(&why);
+    }
     for (size_t i = 0; i < j->n_algorithms; i++) {
         const char *a = j->algorithms[i];
         if (!is_algorithm(a))

@@ -113,8 +113,9 @@ static void test_bad_issuers(void **state)
     expect_error(3, 50, "jwt_issuers[1].secret", "at least 32");
     expect_error(4, 78, "jwt_issuers[2].algorithms", "unsigned tokens are never accepted");
     expect_error(4, 78, "jwt_issuers[2].algorithms", "HS256 needs a `secret`");
+    expect_error(4, 59, "jwt_issuers[2].public_key_file", "cannot read \"k.pem\"");
     expect_error(5, 25, "front_door.networks[0]", "expected a network like 10.0.0.0/8");
-    expect_errors(5);
+    expect_errors(6);
 }
 
 int main(void)
