@@ -63,6 +63,8 @@ struct sl_balance_query {
     size_t route;                   /* index into cfg->routes */
     const uint64_t *tried;          /* bitmap over cfg->backends of those already tried for this
                                      * request (never chosen again), or NULL */
+    const uint64_t *allowed;        /* bitmap over cfg->backends of those the client may use
+                                     * (struct sl_config_client.backend_allow), or NULL: any */
     const char *const *geographies; /* n_geographies areas a backend must be in; 0: any */
     size_t n_geographies;
     struct sl_str region; /* the client's region (nearest first); empty: unknown */

@@ -23,6 +23,8 @@ static bool eligible(const struct sl_config *cfg, const struct sl_config_route *
     const char *geo = cfg->backends[bi].geography;
     if (q->only != SIZE_MAX && bi != q->only)
         return false;
+    if (q->allowed && !((q->allowed[bi / 64] >> (bi % 64)) & 1))
+        return false;
     if (q->tried && (q->tried[bi / 64] >> (bi % 64)) & 1)
         return false;
     /* The route's own binding holds whatever the caller passes: residency is never

@@ -70,6 +70,8 @@ void sl_http_server_pause(struct sl_http_server *s);
 int sl_http_server_resume(struct sl_http_server *s);
 /* The loop a request runs on: timers for it belong there. */
 uv_loop_t *sl_http_request_loop(const struct sl_http_request *req);
+/* The client's address as text ("10.1.2.3", "::1"); "" when unknown. */
+const char *sl_http_request_remote(const struct sl_http_request *req);
 /* The per-worker state the runner's worker_init made for this request's loop. */
 void *sl_http_request_worker_data(const struct sl_http_request *req);
 

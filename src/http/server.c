@@ -121,6 +121,11 @@ void *sl_http_request_worker_data(const struct sl_http_request *req)
     return req->server->worker_data;
 }
 
+const char *sl_http_request_remote(const struct sl_http_request *req)
+{
+    return req->conn->remote;
+}
+
 void sl_server_conn_freed(struct sl_http_server *s, struct sl_http_conn *c)
 {
     if (c->prev)

@@ -103,6 +103,7 @@ static int choose(struct sl_proxy_call *call, size_t only, uint64_t *retry_at)
     struct sl_balance_query q = {
         .route = route_index(call),
         .tried = call->tried,
+        .allowed = call->client->backend_allow,
         .geographies = call->geographies,
         .n_geographies = call->n_geographies,
         .region = call->region,
@@ -122,6 +123,9 @@ static void append_geographies(struct sl_buf *b, const struct sl_proxy_call *cal
 /* May backend b serve the call at all (pinning, geographies)? */
 static bool eligible(const struct sl_proxy_call *call, size_t b)
 {
+    const uint64_t *allowed = call->client->backend_allow;
+    if (allowed && !((allowed[b / 64] >> (b % 64)) & 1))
+        return false;
     if (call->pinned != SIZE_MAX)
         return call->pinned == b;
     if (call->n_geographies == 0)

@@ -64,6 +64,7 @@ struct sl_proxy_call {
     struct sl_proxy_worker *worker;          /* borrowed */
     struct sl_proxy_conf *conf;              /* one reference, released when the call ends */
     const struct sl_config *cfg;             /* conf's */
+    const struct sl_config_client *client;   /* who sent it; borrowed from cfg */
     const struct sl_config_route *route;     /* borrowed from cfg */
     const struct sl_config_backend *backend; /* the current attempt's; borrowed from cfg */
     struct sl_proxy_target target;
@@ -96,6 +97,11 @@ struct sl_proxy_call {
     int in_callback;     /* inside an upstream callback */
     bool finish_pending; /* the client went away during a callback */
 };
+
+/* Did req come through the front door (front_door.header and .networks)? Otherwise why
+ * (for the 403) is set (front_door.c). */
+bool sl_proxy_front_door_ok(const struct sl_config *cfg, struct sl_http_request *req, char *why,
+                            size_t why_size);
 
 /* Prepare the call for the backend chosen in call->pick: URL, headers and body
  * (proxy.c). SL_OK or SL_ENOMEM. */

@@ -126,13 +126,24 @@ static struct sl_str client_key(const struct sl_http_request_head *h)
     return SL_STR_NULL;
 }
 
-static void respond_models(struct sl_http_request *req, const struct sl_config *cfg)
+static bool granted(const struct sl_config_client *client, size_t route)
+{
+    return client->route_grants == NULL || (client->route_grants[route / 64] >> (route % 64)) & 1;
+}
+
+/* The models the client may use. */
+static void respond_models(struct sl_http_request *req, const struct sl_config *cfg,
+                           const struct sl_config_client *client)
 {
     struct sl_buf b;
     sl_buf_init(&b);
     sl_buf_appendf(&b, "{\"object\":\"list\",\"data\":[");
+    bool first = true;
     for (size_t i = 0; i < cfg->n_routes; i++) {
-        sl_buf_appendf(&b, "%s{\"id\":\"", i ? "," : "");
+        if (!granted(client, i))
+            continue;
+        sl_buf_appendf(&b, "%s{\"id\":\"", first ? "" : ",");
+        first = false;
         sl_buf_append_json_escaped(&b, sl_str_from_cstr(cfg->routes[i].name));
         sl_buf_appendf(&b, "\",\"object\":\"model\",\"created\":0,\"owned_by\":\"sluice\"}");
     }
@@ -348,14 +359,18 @@ static bool pool_has(const struct sl_config_route *r, size_t backend)
     return false;
 }
 
-/* A stateful call that names no model: the route of the backend holding its object, else
- * the first route. */
-static const struct sl_config_route *route_of_backend(const struct sl_config *cfg, size_t b)
+/* A stateful call that names no model: the client's first route whose pool has the backend
+ * holding its object, else the client's first route. */
+static const struct sl_config_route *
+route_of_backend(const struct sl_config *cfg, const struct sl_config_client *client, size_t b)
 {
     for (size_t i = 0; b != SIZE_MAX && i < cfg->n_routes; i++)
-        if (pool_has(&cfg->routes[i], b))
+        if (granted(client, i) && pool_has(&cfg->routes[i], b))
             return &cfg->routes[i];
-    return cfg->n_routes ? &cfg->routes[0] : NULL;
+    for (size_t i = 0; i < cfg->n_routes; i++)
+        if (granted(client, i))
+            return &cfg->routes[i];
+    return NULL;
 }
 
 static bool pool_has_type(const struct sl_config *cfg, const struct sl_config_route *r,
@@ -440,6 +455,11 @@ static bool serve(struct sl_http_request *req, struct sl_proxy_conf *conf)
     struct sl_proxy_target t;
     json_t *doc = NULL;
 
+    char why[256];
+    if (!sl_proxy_front_door_ok(cfg, req, why, sizeof(why))) {
+        sl_http_respond_error(req, 403, "Forbidden", why);
+        return false;
+    }
     if (!sl_proxy_path_is_plain(req->head.path)) {
         sl_http_respond_error(req, 400, "BadRequest",
                               "the path has an empty, '.' or '..' segment, a ';', or an encoded "
@@ -462,7 +482,7 @@ static bool serve(struct sl_http_request *req, struct sl_proxy_conf *conf)
     }
     bool is_models = t.surface == SL_PROXY_V1 && sl_str_eq(t.rest, SL_STR("models"));
     if (is_models && sl_str_eq(req->head.method, SL_STR("GET"))) {
-        respond_models(req, cfg);
+        respond_models(req, cfg, client);
         return false;
     }
     if (t.surface == SL_PROXY_AZURE && !sl_proxy_name_is_sane(t.name)) {
@@ -511,11 +531,22 @@ static bool serve(struct sl_http_request *req, struct sl_proxy_conf *conf)
                                         &call->pinned) != SL_OK)
         call->pinned = SIZE_MAX;
     call->pin_answer = t.stateful && object.len == 0 && sl_str_eq(req->head.method, SL_STR("POST"));
-    call->route =
-        t.name.len ? sl_config_find_route(cfg, t.name) : route_of_backend(cfg, call->pinned);
+    call->client = client;
+    call->route = t.name.len ? sl_config_find_route(cfg, t.name)
+                             : route_of_backend(cfg, client, call->pinned);
     if (call->route == NULL) {
         sl_proxy_call_release(call);
         respond_no_route(req);
+        return true;
+    }
+    if (!granted(client, (size_t)(call->route - cfg->routes))) {
+        char msg[320];
+        snprintf(msg, sizeof(msg),
+                 "client %s may not use the deployment %s; ask the gateway's operators to grant "
+                 "it",
+                 client->name, call->route->name);
+        sl_proxy_call_release(call);
+        sl_http_respond_error(req, 403, "PermissionDenied", msg);
         return true;
     }
     /* An OpenAI-style backend reads the model from the body: it must be set there. */
