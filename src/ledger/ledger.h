@@ -55,10 +55,10 @@ uint64_t sl_ledger_dropped(const struct sl_ledger *l);
 
 /* A budget that is used up. */
 struct sl_budget_refusal {
-    size_t budget;            /* index into client->budgets */
-    uint64_t resets_unix_s;   /* when its window starts again */
-    char message[256];        /* "client batch has used its daily budget of 100000 tokens; it
-                               * resets at 2026-11-27T00:00:00Z" */
+    size_t budget;          /* index into client->budgets */
+    uint64_t resets_unix_s; /* when its window starts again */
+    char message[256];      /* "client batch has used its daily budget of 100000 tokens; it
+                             * resets at 2026-11-27T00:00:00Z" */
 };
 
 /* May client send a request now? SL_OK, or SL_EPERM when one of its budgets is used up
