@@ -271,13 +271,14 @@ static const struct sl_cfg_field fields[] = {
     {
         .name = "queue.max_length",
         .type = SL_CFG_INT,
-        .def = "1000",
+        .def = "0",
         .min = 0,
         .max = 1000000,
-        .doc = "Requests that wait, per route and worker, when every backend they may use is "
-               "throttled or failing, instead of being answered 429 at once. When it is full, "
-               "a new request is answered 429 (unless it outranks a waiting one, which is then "
-               "answered 429 instead). `0`: no waiting.",
+        .doc = "Requests that may wait, per route and worker, when every backend they may use "
+               "is throttled or failing, instead of being answered 429 at once; they are sent "
+               "as backends reopen, highest client `priority` first. When it is full, a new "
+               "request is answered 429, unless it outranks a waiting one, which is answered "
+               "429 instead. `0`: no waiting (429 at once).",
         SL_CFG_MEMBER(struct sl_config, queue.max_length),
     },
     {

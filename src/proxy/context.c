@@ -110,41 +110,37 @@ int sl_proxy_worker_init(uv_loop_t *loop, unsigned index, void *data, void **wor
         free(w);
         return err;
     }
+    sl_proxy_queue_init(w, loop);
     *worker_data = w;
     return SL_OK;
 }
 
-/* Once the upstream is closed: the rest of the worker's state goes. */
-struct dispose_ctx {
-    struct sl_proxy_worker *w;
-    void (*done)(void *arg);
-    void *arg;
-};
+static void on_wake_closed(uv_handle_t *h)
+{
+    struct sl_proxy_worker *w = h->data;
+    void (*done)(void *arg) = w->disposed;
+    void *arg = w->disposed_arg;
+    free(w);
+    done(arg);
+}
 
+/* Once the upstream is closed (every call is over by then): the queue's timer goes. */
 static void on_upstream_closed(void *data)
 {
-    struct dispose_ctx *d = data;
-    free(d->w);
-    d->done(d->arg);
-    free(d);
+    struct sl_proxy_worker *w = data;
+    uv_close((uv_handle_t *)&w->wake, on_wake_closed);
 }
 
 void sl_proxy_worker_dispose(void *worker_data, void (*done)(void *arg), void *arg)
 {
     struct sl_proxy_worker *w = worker_data;
-    struct dispose_ctx *d = w ? malloc(sizeof(*d)) : NULL;
-    if (d == NULL) {
-        if (w) {
-            /* Cannot wait for the upstream without memory: close it, free the rest now. */
-            sl_upstream_close(w->upstream, done, arg);
-            free(w);
-            return;
-        }
+    if (w == NULL) {
         done(arg);
         return;
     }
-    *d = (struct dispose_ctx){w, done, arg};
-    sl_upstream_close(w->upstream, on_upstream_closed, d);
+    w->disposed = done;
+    w->disposed_arg = arg;
+    sl_upstream_close(w->upstream, on_upstream_closed, w);
 }
 
 static uint64_t unix_ms(void)

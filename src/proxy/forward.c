@@ -316,7 +316,10 @@ static enum retry_result retry(struct sl_proxy_call *call, enum sl_balance_outco
             sl_upstream_cancel(call->xfer);
             call->xfer = NULL;
         }
-        respond_unavailable(call, err, own_reopen && own_reopen < retry_at ? own_reopen : retry_at);
+        uint64_t at = own_reopen && own_reopen < retry_at ? own_reopen : retry_at;
+        if (sl_proxy_queue_wait(call, at) == SL_OK)
+            return RETRY_STARTED; /* it goes when a backend reopens */
+        respond_unavailable(call, err, at);
         return RETRY_ANSWERED;
     }
     if (err != SL_OK && outcome == SL_BALANCE_THROTTLED && call->attempts > 1) {
@@ -326,7 +329,10 @@ static enum retry_result retry(struct sl_proxy_call *call, enum sl_balance_outco
             sl_upstream_cancel(call->xfer);
             call->xfer = NULL;
         }
-        respond_unavailable(call, SL_EAGAIN, soonest_reopen(call, own_reopen));
+        uint64_t at = soonest_reopen(call, own_reopen);
+        if (sl_proxy_queue_wait(call, at) == SL_OK)
+            return RETRY_STARTED; /* it goes when a backend reopens */
+        respond_unavailable(call, SL_EAGAIN, at);
         return RETRY_ANSWERED;
     }
     if (err != SL_OK)
@@ -364,6 +370,7 @@ static void on_client_drain(struct sl_http_request *req, void *data)
 static void on_client_abort(struct sl_http_request *req, void *data)
 {
     struct sl_proxy_call *call = data;
+    sl_proxy_queue_leave(call);
     if (call->xfer) {
         sl_upstream_cancel(call->xfer); /* the backend stops generating at once */
         call->xfer = NULL;
@@ -562,9 +569,28 @@ void sl_proxy_forward(struct sl_proxy_call *call)
         if (err != SL_OK)
             err = choose(call, SIZE_MAX, &retry_at);
     }
+    if (err == SL_EAGAIN && sl_proxy_queue_wait(call, retry_at) == SL_OK)
+        return; /* it goes when a backend reopens */
     if (err != SL_OK) {
         respond_unavailable(call, err, retry_at);
         return;
     }
     start_attempt(call);
+}
+
+int sl_proxy_try_start(struct sl_proxy_call *call, uint64_t *retry_at)
+{
+    int err = choose(call, SIZE_MAX, retry_at);
+    if (err == SL_EAGAIN)
+        return SL_EAGAIN;
+    if (err != SL_OK)
+        respond_unavailable(call, err, *retry_at);
+    else
+        start_attempt(call);
+    return SL_OK;
+}
+
+void sl_proxy_give_up(struct sl_proxy_call *call, uint64_t retry_at)
+{
+    respond_unavailable(call, SL_EAGAIN, retry_at);
 }

@@ -49,6 +49,11 @@ struct sl_proxy_worker {
     struct sl_proxy *proxy;       /* borrowed */
     unsigned index;               /* which of conf->picks is this worker's */
     struct sl_upstream *upstream; /* owned; closed by sl_proxy_worker_dispose */
+    /* Calls waiting for a backend (queue.c): highest priority first, then oldest. */
+    struct sl_proxy_call *waiting; /* the first; linked through call->next_waiting */
+    uv_timer_t wake;               /* when the first waiting call may go, or must give up */
+    void (*disposed)(void *arg);   /* sl_proxy_worker_dispose's done, once all is closed */
+    void *disposed_arg;
 };
 
 /* The current configuration's state, with a reference for the caller. */
@@ -92,11 +97,30 @@ struct sl_proxy_call {
     struct sl_upstream_xfer *xfer; /* NULL once done or cancelled */
     char *id_scan;                 /* arena: the start of a created object's answer */
     size_t id_scan_len;
-    bool responded;      /* the response head went to the client */
-    bool paused;         /* upstream paused for backpressure */
+    bool responded; /* the response head went to the client */
+    bool paused;    /* upstream paused for backpressure */
+    /* Waiting for a backend (queue.c): */
+    bool queued;
+    struct sl_proxy_call *next_waiting, *prev_waiting;
+    uint64_t wait_until; /* monotonic ms: then 429 */
+    uint64_t retry_at;   /* monotonic ms: the soonest a backend may take it */
     int in_callback;     /* inside an upstream callback */
     bool finish_pending; /* the client went away during a callback */
 };
+
+/* Queueing (queue.c). Make call wait for a backend until one reopens at retry_at, or the
+ * queue's max_wait: SL_OK (the call now belongs to the queue), or SL_EAGAIN when it cannot
+ * wait (no queue, full with no lower priority to displace, pinned). */
+int sl_proxy_queue_wait(struct sl_proxy_call *call, uint64_t retry_at);
+/* Take a waiting call out (the client went away). */
+void sl_proxy_queue_leave(struct sl_proxy_call *call);
+/* The worker's timer (w->wake); close it with uv_close before freeing w. */
+void sl_proxy_queue_init(struct sl_proxy_worker *w, uv_loop_t *loop);
+/* forward.c, for the queue: try to start a waiting call now. SL_OK when it was started or
+ * answered; SL_EAGAIN with *retry_at updated when still no backend can take it. */
+int sl_proxy_try_start(struct sl_proxy_call *call, uint64_t *retry_at);
+/* forward.c: answer a call that cannot wait longer (429/503 with retry headers). */
+void sl_proxy_give_up(struct sl_proxy_call *call, uint64_t retry_at);
 
 /* Did req come through the front door (front_door.header and .networks)? Otherwise why
  * (for the 403) is set (front_door.c). */
