@@ -85,13 +85,24 @@ struct sl_upstream_xfer {
     char errbuf[CURL_ERROR_SIZE];  /* CURLOPT_ERRORBUFFER */
 };
 
-/* One socket curl asked us to watch. On u->socks while curl uses it; once
- * curl lets go, its poll handle closes and the close callback frees it. */
+/*
+ * One socket we watch for curl, found by its descriptor (u->by_fd). A
+ * connection socket (opened by on_open_socket, closed by on_close_socket)
+ * keeps its watcher for as long as the socket lives: when a transfer ends
+ * curl stops watching (CURL_POLL_REMOVE) and the next transfer on the kept
+ * connection watches it again, usually in the same loop turn, and keeping
+ * the watcher reading meanwhile costs no epoll_ctl at all. Any other socket
+ * curl watches (its resolver's) is closed when curl lets go. On u->socks
+ * until its watcher closes; the close callback frees it.
+ */
 struct sl_upstream_sock {
     uv_poll_t poll;
     curl_socket_t fd;
     struct sl_upstream *u; /* borrowed */
     struct sl_upstream_sock *prev, *next;
+    int events;      /* UV_READABLE | UV_WRITABLE the watcher is started for; 0: stopped */
+    bool connection; /* opened through on_open_socket: we close it */
+    bool curl_wants; /* curl watches it (between its CURL_POLL_IN/OUT and REMOVE) */
 };
 
 /*
@@ -112,7 +123,10 @@ struct sl_upstream {
     struct sl_upstream_xfer *resume; /* doubly linked (rprev/rnext): resume on kick */
     struct sl_upstream_xfer *todo;   /* singly linked (tnext): add or reap in settle */
     struct sl_upstream_xfer **todo_tail;
-    struct sl_upstream_sock *socks; /* doubly linked: every watcher not yet closed */
+    struct sl_upstream_sock *socks;  /* doubly linked: every watcher not yet closed */
+    struct sl_upstream_sock **by_fd; /* owned array of n_by_fd: the open watcher of each fd */
+    size_t n_by_fd;
+    uint64_t watchers_opened; /* uv_poll handles initialised so far (tests read it) */
 
     unsigned in_curl; /* depth of curl calls that may run our callbacks */
     unsigned busy;    /* depth of our own dispatch frames (u must stay alive) */
@@ -130,6 +144,8 @@ void sl_upstream_settle(struct sl_upstream *u);
 void sl_upstream_todo(struct sl_upstream *u, struct sl_upstream_xfer *x);
 void sl_upstream_queue_resume(struct sl_upstream *u, struct sl_upstream_xfer *x);
 void sl_upstream_unqueue_resume(struct sl_upstream *u, struct sl_upstream_xfer *x);
+/* Open and close x's connection sockets through this upstream (every transfer). */
+void sl_upstream_set_socket_callbacks(struct sl_upstream *u, CURL *easy);
 /* One of our uv handles finished closing (frees u after the last one when closed). */
 void sl_upstream_handle_gone(struct sl_upstream *u);
 

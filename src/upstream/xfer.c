@@ -698,6 +698,7 @@ static int configure(struct sl_upstream_xfer *x, const struct sl_upstream_reques
     SETOPT(CURLOPT_NOSIGNAL, 1L);
     SETOPT(CURLOPT_ERRORBUFFER, x->errbuf);
     SETOPT(CURLOPT_SHARE, x->u->share);
+    sl_upstream_set_socket_callbacks(x->u, e);
     /* The gateway built the path; send it exactly, and pass bodies as they are. */
     SETOPT(CURLOPT_PATH_AS_IS, 1L);
     SETOPT(CURLOPT_HTTP_CONTENT_DECODING, 0L);

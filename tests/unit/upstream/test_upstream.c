@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -28,6 +29,7 @@
 
 #include "../net_test.h"
 #include "http/http.h"
+#include "upstream/internal.h"
 #include "upstream/upstream.h"
 
 #define MAX_RECS 256
@@ -891,6 +893,7 @@ struct ka_server {
     atomic_int accepts;
     atomic_int requests;
     atomic_bool stop;
+    atomic_bool close_after; /* close each connection once it was answered (unannounced) */
     uv_thread_t thread;
 };
 
@@ -937,6 +940,14 @@ static void ka_main(void *arg)
                 memmove(bufs[i], bufs[i] + used, lens[i] - used + 1);
                 lens[i] -= used;
             }
+            if (atomic_load(&k->close_after) && atomic_load(&k->requests) > 0 && lens[i] == 0) {
+                close(fds[i].fd);
+                fds[i] = fds[n - 1];
+                memcpy(bufs[i], bufs[n - 1], lens[n - 1]);
+                lens[i] = lens[n - 1];
+                n--;
+                i--;
+            }
         }
     }
     for (nfds_t i = 0; i < n; i++)
@@ -965,12 +976,25 @@ static void ka_stop(struct ka_server *k)
 static int seq_left;
 static char seq_url[128];
 
+static struct rec *seq_next;
+
+static void then_next(struct rec *r);
+
+static void start_next(void)
+{
+    seq_next->then = then_next;
+    assert_int_equal(start_req(seq_next, "GET", seq_url, NULL), SL_OK);
+    F.pending--; /* the placeholder taken in then_next */
+}
+
+/* The next request starts on a later loop turn, as a proxy's next client
+ * request does, after the finished transfer let go of the connection. */
 static void then_next(struct rec *r)
 {
     if (--seq_left > 0) {
-        struct rec *next = r + 1;
-        next->then = then_next;
-        assert_int_equal(start_req(next, "GET", seq_url, NULL), SL_OK);
+        seq_next = r + 1;
+        F.pending++;
+        later(1, start_next);
     }
 }
 
@@ -991,6 +1015,53 @@ static void test_connection_reuse(void **state)
     }
     assert_int_equal(atomic_load(&k.requests), 20);
     assert_int_equal(atomic_load(&k.accepts), 1); /* one connection carried all 20 */
+    /* ...and one socket watcher: between transfers the kept connection stays
+     * registered with the loop rather than being removed and added again. */
+    assert_int_equal(F.u->watchers_opened, 1);
+}
+
+static struct ka_server ka_closing;
+static uint64_t idle_cpu_us;
+
+static uint64_t thread_cpu_us(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_THREAD, &ru);
+    return (uint64_t)ru.ru_utime.tv_sec * 1000000 + (uint64_t)ru.ru_utime.tv_usec +
+           (uint64_t)ru.ru_stime.tv_sec * 1000000 + (uint64_t)ru.ru_stime.tv_usec;
+}
+
+static void after_idle(void)
+{
+    idle_cpu_us = thread_cpu_us() - idle_cpu_us;
+    assert_int_equal(start_req(&F.recs[1], "GET", seq_url, NULL), SL_OK);
+    F.pending--; /* the placeholder taken in then_idle */
+}
+
+static void then_idle(struct rec *r)
+{
+    /* The server closes the kept connection now; the loop must not spin on
+     * it while no transfer uses it. */
+    idle_cpu_us = thread_cpu_us();
+    F.pending++;
+    later(200, after_idle);
+}
+
+static void test_kept_connection_closed_while_idle(void **state)
+{
+    ka_start(&ka_closing);
+    atomic_store(&ka_closing.close_after, true);
+    setup_fx();
+    snprintf(seq_url, sizeof(seq_url), "http://127.0.0.1:%u/seq", ka_closing.port);
+    F.recs[0].then = then_idle;
+    assert_int_equal(start_req(&F.recs[0], "GET", seq_url, NULL), SL_OK);
+    run_fx();
+    ka_stop(&ka_closing);
+    assert_ok(&F.recs[0], 200);
+    assert_ok(&F.recs[1], 200); /* on a new connection: curl found the old one dead */
+    assert_string_equal(F.recs[1].body.base, "ok");
+    assert_int_equal(atomic_load(&ka_closing.accepts), 2);
+    assert_true(idle_cpu_us < 50000);
 }
 
 static void test_many_concurrent(void **state)
@@ -1477,6 +1548,7 @@ int main(void)
         cmocka_unit_test(test_total_timeout),
         cmocka_unit_test(test_connect_timeout),
         cmocka_unit_test(test_connection_reuse),
+        cmocka_unit_test(test_kept_connection_closed_while_idle),
         cmocka_unit_test(test_many_concurrent),
         cmocka_unit_test(test_close_with_transfers_in_flight),
         cmocka_unit_test(test_bad_requests),
