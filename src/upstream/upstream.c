@@ -157,6 +157,10 @@ static void sock_close(struct sl_upstream_sock *s)
     s->prev = s->next = NULL;
     if (sock_find(u, s->fd) == s)
         u->by_fd[s->fd] = NULL;
+    if (s->idle) {
+        s->idle = false;
+        u->n_idle--;
+    }
     uv_close((uv_handle_t *)&s->poll, on_sock_closed);
 }
 
@@ -217,10 +221,16 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
         if (s == NULL)
             return 0;
         s->curl_wants = false;
-        if (!s->connection)
+        if (!s->connection) {
             sock_close(s);
-        else if (s->events != 0)
+            return 0;
+        }
+        if (s->events != 0)
             sock_set_events(s, UV_READABLE); /* see struct sl_upstream_sock */
+        if (!s->idle) {
+            s->idle = true;
+            u->n_idle++;
+        }
         return 0;
     }
     if (s == NULL && (s = sock_open(u, fd)) == NULL)
@@ -231,6 +241,10 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
     if (what & CURL_POLL_OUT)
         events |= UV_WRITABLE;
     s->curl_wants = true;
+    if (s->idle) {
+        s->idle = false;
+        u->n_idle--;
+    }
     sock_set_events(s, events);
     return events == s->events ? 0 : -1;
 }
@@ -262,6 +276,14 @@ static int on_close_socket(void *clientp, curl_socket_t fd)
     if (s != NULL)
         sock_close(s);
     return close(fd);
+}
+
+void sl_upstream_unclaim(struct sl_upstream *u, struct sl_upstream_xfer *x)
+{
+    if (x->claim) {
+        x->claim = false;
+        u->n_claims--;
+    }
 }
 
 void sl_upstream_set_socket_callbacks(struct sl_upstream *u, CURL *easy)

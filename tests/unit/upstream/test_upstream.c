@@ -989,8 +989,11 @@ static void start_next(void)
 
 /* The next request starts on a later loop turn, as a proxy's next client
  * request does, after the finished transfer let go of the connection. */
+static uint64_t seq_watchers;
+
 static void then_next(struct rec *r)
 {
+    seq_watchers = F.u->watchers_opened;
     if (--seq_left > 0) {
         seq_next = r + 1;
         F.pending++;
@@ -1017,7 +1020,57 @@ static void test_connection_reuse(void **state)
     assert_int_equal(atomic_load(&k.accepts), 1); /* one connection carried all 20 */
     /* ...and one socket watcher: between transfers the kept connection stays
      * registered with the loop rather than being removed and added again. */
-    assert_int_equal(F.u->watchers_opened, 1);
+    assert_int_equal(seq_watchers, 1);
+}
+
+static struct ka_server ka_pool;
+static int pool_phase;
+static uint64_t pool_fresh;
+static size_t pool_idle, pool_claims;
+
+static void pool_burst(void)
+{
+    /* Five at once: as many reuse idle connections as there are, the others
+     * open new ones without curl searching the pool for them. */
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(start_req(&F.recs[1 + pool_phase * 5 + i], "GET", seq_url, NULL), SL_OK);
+    F.pending--; /* the placeholder taken in then_pool */
+    pool_phase++;
+}
+
+static void then_pool(struct rec *r)
+{
+    pool_fresh = F.u->fresh_connects;
+    pool_idle = F.u->n_idle;
+    pool_claims = F.u->n_claims;
+    if (F.pending > 1 || pool_phase == 2)
+        return; /* the others of the burst are still running */
+    if (pool_phase == 0)
+        assert_int_equal(F.u->fresh_connects, 1); /* the first: the pool was empty */
+    if (pool_phase == 1)
+        assert_int_equal(F.u->fresh_connects, 5); /* 1 reused the idle one, 4 new */
+    F.pending++;
+    later(5, pool_burst);
+}
+
+static void test_fresh_connections_only_when_none_idle(void **state)
+{
+    pool_phase = 0;
+    ka_start(&ka_pool);
+    setup_fx();
+    snprintf(seq_url, sizeof(seq_url), "http://127.0.0.1:%u/pool", ka_pool.port);
+    for (int i = 0; i < 11; i++)
+        F.recs[i].then = then_pool;
+    assert_int_equal(start_req(&F.recs[0], "GET", seq_url, NULL), SL_OK);
+    run_fx();
+    ka_stop(&ka_pool);
+    for (int i = 0; i < 11; i++)
+        assert_ok(&F.recs[i], 200);
+    /* The second burst found five idle connections and took them all. */
+    assert_int_equal(pool_fresh, 5);
+    assert_int_equal(atomic_load(&ka_pool.accepts), 5);
+    assert_int_equal(pool_idle, 5);
+    assert_int_equal(pool_claims, 0);
 }
 
 static struct ka_server ka_closing;
@@ -1549,6 +1602,7 @@ int main(void)
         cmocka_unit_test(test_connect_timeout),
         cmocka_unit_test(test_connection_reuse),
         cmocka_unit_test(test_kept_connection_closed_while_idle),
+        cmocka_unit_test(test_fresh_connections_only_when_none_idle),
         cmocka_unit_test(test_many_concurrent),
         cmocka_unit_test(test_close_with_transfers_in_flight),
         cmocka_unit_test(test_bad_requests),
