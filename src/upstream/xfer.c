@@ -718,6 +718,8 @@ static int configure(struct sl_upstream_xfer *x, const struct sl_upstream_reques
     SETOPT(CURLOPT_WRITEDATA, (void *)x);
     SETOPT(CURLOPT_PREREQFUNCTION, on_prereq);
     SETOPT(CURLOPT_PREREQDATA, (void *)x);
+    if (r->expect_stream)
+        SETOPT(CURLOPT_BUFFERSIZE, (long)SL_UPSTREAM_STREAM_READ);
     if (r->first_byte_timeout_ms && x->body_len > 0) {
         SETOPT(CURLOPT_XFERINFOFUNCTION, on_progress);
         SETOPT(CURLOPT_XFERINFODATA, (void *)x);

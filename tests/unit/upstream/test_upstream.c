@@ -59,6 +59,7 @@ struct rec {
     bool pause_at_response; /* sl_upstream_pause from on_response (outside on_body) */
     bool paused;
     int body_while_paused;
+    size_t largest_body;         /* the most bytes one on_body call had */
     bool gate;                   /* the /gate stream: see test_streaming_is_incremental */
     void (*then)(struct rec *r); /* in on_done */
     void (*on_first_body)(struct rec *r);
@@ -435,6 +436,7 @@ static bool rec_on_body(void *data, const char *bytes, size_t len)
         F.calls_after_close++;
     if (r->paused)
         r->body_while_paused++;
+    r->largest_body = SL_MAX(r->largest_body, len);
     r->n_body++;
     assert_int_equal(sl_buf_append(&r->body, bytes, len), SL_OK);
     if (r->gate && r->n_body == 1) {
@@ -591,6 +593,24 @@ static void test_methods_headers_and_bodies(void **state)
     assert_true(many->n_heads >= 40);
     assert_true(has_head(many, "X-H-0: v\n"));
     assert_true(has_head(many, "X-H-39: v\n"));
+}
+
+static void test_expect_stream_reads_small(void **state)
+{
+    /* The same 256 KiB answer, read with curl's buffer and with the small
+     * one a stream asks for: complete both ways, in pieces of at most 1 KiB
+     * with the latter. */
+    setup_fx();
+    struct sl_upstream_request small = {.expect_stream = true};
+    start(&F.recs[0], "GET", "/big?size=262144", NULL);
+    start(&F.recs[1], "GET", "/big?size=262144", &small);
+    run_fx();
+    for (int i = 0; i < 2; i++) {
+        assert_ok(&F.recs[i], 200);
+        assert_int_equal(F.recs[i].body.len, 262144);
+    }
+    assert_true(F.recs[0].largest_body > SL_UPSTREAM_STREAM_READ);
+    assert_true(F.recs[1].largest_body <= SL_UPSTREAM_STREAM_READ);
 }
 
 static void test_streaming_is_incremental(void **state)
@@ -1589,6 +1609,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_methods_headers_and_bodies),
         cmocka_unit_test(test_streaming_is_incremental),
+        cmocka_unit_test(test_expect_stream_reads_small),
         cmocka_unit_test(test_pause_and_resume),
         cmocka_unit_test(test_pause_outside_on_body),
         cmocka_unit_test(test_cancel_inside_on_body),
