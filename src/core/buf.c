@@ -35,6 +35,21 @@ int sl_buf_reserve(struct sl_buf *b, size_t extra)
     return SL_OK;
 }
 
+int sl_buf_shrink(struct sl_buf *b, size_t extra)
+{
+    if (b->base == NULL || extra > SIZE_MAX - b->len - 1)
+        return SL_OK;
+    size_t cap = b->len + extra + 1;
+    if (cap >= b->cap)
+        return SL_OK;
+    char *p = realloc(b->base, cap);
+    if (p == NULL)
+        return SL_ENOMEM;
+    b->base = p;
+    b->cap = cap;
+    return SL_OK;
+}
+
 int sl_buf_append(struct sl_buf *b, const void *data, size_t len)
 {
     int err = sl_buf_reserve(b, len);

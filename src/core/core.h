@@ -61,6 +61,8 @@ struct sl_buf {
 void sl_buf_init(struct sl_buf *b);
 void sl_buf_dispose(struct sl_buf *b);
 int sl_buf_reserve(struct sl_buf *b, size_t extra);
+/* Give back room beyond len + extra (+ the NUL); may move the bytes. */
+int sl_buf_shrink(struct sl_buf *b, size_t extra);
 int sl_buf_append(struct sl_buf *b, const void *data, size_t len);
 int sl_buf_append_str(struct sl_buf *b, struct sl_str s);
 int sl_buf_appendf(struct sl_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

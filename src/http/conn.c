@@ -241,6 +241,25 @@ void sl_conn_set_request_id(struct sl_http_conn *c)
     }
 }
 
+/*
+ * The handler may keep a request for minutes (a stream), holding views into
+ * `in`: give back the buffer's unused room first, keeping a little so that
+ * reading goes on (a client that goes away is noticed at once). The next
+ * request on the connection grows the buffer again.
+ */
+static void give_back_input(struct sl_http_conn *c)
+{
+    if (c->in.cap < c->in.len + 1 + SL_HTTP_IN_SLACK + SL_HTTP_IN_GIVE_BACK_MIN)
+        return;
+    const char *old = c->in.base;
+    size_t body_at = c->req.body.base == old + c->head_len ? c->head_len : SIZE_MAX;
+    if (sl_buf_shrink(&c->in, SL_HTTP_IN_SLACK) != SL_OK || c->in.base == old)
+        return;
+    rebase_head(&c->req.head, old, c->in.base);
+    if (body_at != SIZE_MAX)
+        c->req.body.base = c->in.base + body_at;
+}
+
 static void dispatch(struct sl_http_conn *c)
 {
     struct sl_http_request *req = &c->req;
@@ -252,6 +271,7 @@ static void dispatch(struct sl_http_conn *c)
     req->server = s;
     c->keep_alive = req->head.keep_alive && !s->shutting_down;
     c->http10 = req->head.minor_version == 0;
+    give_back_input(c);
     c->state = SL_CONN_DISPATCHED;
     c->req_owned = true;
     arm_timer(c, SL_TIMER_NONE);

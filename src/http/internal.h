@@ -18,6 +18,10 @@
  * to close its side before closing ours, so unread input does not turn our
  * close into a reset that destroys the response (lingering close). */
 #define SL_HTTP_LINGER_MS 2000
+/* A dispatched request's input buffer keeps this much room beyond its bytes,
+ * and gives back the rest when that is at least SL_HTTP_IN_GIVE_BACK_MIN. */
+#define SL_HTTP_IN_SLACK 128
+#define SL_HTTP_IN_GIVE_BACK_MIN 1024
 
 enum sl_conn_state {
     SL_CONN_READ_HEAD,  /* waiting for (the rest of) a request head */

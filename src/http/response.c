@@ -5,6 +5,7 @@
  */
 #include "http/internal.h"
 
+#include <limits.h>
 #include <string.h>
 
 struct status_entry {
@@ -153,23 +154,49 @@ int sl_http_write(struct sl_http_request *req, const void *data, size_t len)
     c->body_sent += len;
     if (req->is_head)
         return SL_OK;
-    struct sl_buf *o = &c->out;
-    size_t before = o->len;
     bool chunked = c->framing == SL_HTTP_FRAMING_CHUNKED && !c->http10;
+    char line[20]; /* chunked: the chunk's size in hex and CRLF */
+    unsigned n = 0;
     if (chunked) {
         static const char hex[] = "0123456789abcdef";
-        char size[20];
-        size_t n = 0;
+        char digits[16];
+        unsigned d = 0;
         for (size_t v = len; v; v >>= 4)
-            size[sizeof(size) - 1 - n++] = hex[v & 15];
-        sl_buf_append(o, size + sizeof(size) - n, n);
-        APPEND_LIT(o, "\r\n");
+            digits[d++] = hex[v & 15];
+        while (d)
+            line[n++] = digits[--d];
+        line[n++] = '\r';
+        line[n++] = '\n';
     }
-    if (sl_buf_append(o, data, len) != SL_OK)
-        return SL_ENOMEM;
-    if (chunked)
-        APPEND_LIT(o, "\r\n");
-    c->bytes_total += o->len - before;
+    const struct sl_str parts[3] = {
+        {line, n},
+        {data, len},
+        {"\r\n", chunked ? 2 : 0},
+    };
+    c->bytes_total += parts[0].len + parts[1].len + parts[2].len;
+    size_t done = 0;
+    /* Nothing queued and the socket idle (a stream keeping up): hand the
+     * parts to the kernel as they are, without copying them into `out`,
+     * which then need not grow to the size of an event. */
+    if (c->out.len == 0 && !c->writing && !c->in_process && len <= UINT_MAX) {
+        uv_buf_t bufs[3];
+        for (size_t i = 0; i < 3; i++)
+            bufs[i] = uv_buf_init((char *)parts[i].base, (unsigned)parts[i].len);
+        int w = uv_try_write((uv_stream_t *)&c->tcp, bufs, 3);
+        if (w < 0 && w != UV_EAGAIN && w != UV_ENOSYS) {
+            sl_conn_close(c);
+            return SL_OK;
+        }
+        done = w > 0 ? (size_t)w : 0;
+    }
+    /* What the kernel did not take is queued. */
+    for (size_t i = 0; i < 3; i++) {
+        size_t skip = SL_MIN(done, parts[i].len);
+        done -= skip;
+        if (parts[i].len > skip &&
+            sl_buf_append(&c->out, parts[i].base + skip, parts[i].len - skip) != SL_OK)
+            return SL_ENOMEM;
+    }
     if (sl_http_congested(req))
         c->was_congested = true;
     sl_conn_flush(c);

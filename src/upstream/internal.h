@@ -79,19 +79,32 @@ struct sl_upstream_xfer {
     bool todo_queued;   /* on u->todo */
     bool prereq_seen;   /* a connection was ready and the request began to go out */
     bool sent;          /* the whole request went out (first-byte timer armed) */
+    bool claim;         /* counted in u->n_claims: may take an idle connection */
 
     enum sl_upstream_failure fail; /* set by our callbacks when they abort curl */
     const char *fail_msg;          /* static; with fail */
     char errbuf[CURL_ERROR_SIZE];  /* CURLOPT_ERRORBUFFER */
 };
 
-/* One socket curl asked us to watch. On u->socks while curl uses it; once
- * curl lets go, its poll handle closes and the close callback frees it. */
+/*
+ * One socket we watch for curl, found by its descriptor (u->by_fd). A
+ * connection socket (opened by on_open_socket, closed by on_close_socket)
+ * keeps its watcher for as long as the socket lives: when a transfer ends
+ * curl stops watching (CURL_POLL_REMOVE) and the next transfer on the kept
+ * connection watches it again, usually in the same loop turn, and keeping
+ * the watcher reading meanwhile costs no epoll_ctl at all. Any other socket
+ * curl watches (its resolver's) is closed when curl lets go. On u->socks
+ * until its watcher closes; the close callback frees it.
+ */
 struct sl_upstream_sock {
     uv_poll_t poll;
     curl_socket_t fd;
     struct sl_upstream *u; /* borrowed */
     struct sl_upstream_sock *prev, *next;
+    int events;      /* UV_READABLE | UV_WRITABLE the watcher is started for; 0: stopped */
+    bool connection; /* opened through on_open_socket: we close it */
+    bool curl_wants; /* curl watches it (between its CURL_POLL_IN/OUT and REMOVE) */
+    bool idle;       /* connected, and curl no longer watches it: in its pool (u->n_idle) */
 };
 
 /*
@@ -112,7 +125,21 @@ struct sl_upstream {
     struct sl_upstream_xfer *resume; /* doubly linked (rprev/rnext): resume on kick */
     struct sl_upstream_xfer *todo;   /* singly linked (tnext): add or reap in settle */
     struct sl_upstream_xfer **todo_tail;
-    struct sl_upstream_sock *socks; /* doubly linked: every watcher not yet closed */
+    struct sl_upstream_sock *socks;  /* doubly linked: every watcher not yet closed */
+    struct sl_upstream_sock **by_fd; /* owned array of n_by_fd: the open watcher of each fd */
+    size_t n_by_fd;
+    uint64_t watchers_opened; /* uv_poll handles initialised so far (tests read it) */
+    /* Connection reuse without curl's search. curl looks for a connection to
+     * reuse by walking every connection to the host, busy ones too, so a
+     * burst of N new transfers costs N^2/2 steps. A transfer that cannot
+     * find an idle connection (n_idle, less those other new transfers may
+     * take: n_claims) is told to open one (CURLOPT_FRESH_CONNECT) and skips
+     * the walk. HTTP/1.1 only: an HTTP/2 connection is shared while busy.
+     * A connection counts as idle while curl does not watch it; a paused
+     * transfer's counts too, which only means a walk that finds nothing. */
+    size_t n_idle;
+    size_t n_claims;
+    uint64_t fresh_connects; /* transfers told to skip the search (tests read it) */
 
     unsigned in_curl; /* depth of curl calls that may run our callbacks */
     unsigned busy;    /* depth of our own dispatch frames (u must stay alive) */
@@ -130,6 +157,10 @@ void sl_upstream_settle(struct sl_upstream *u);
 void sl_upstream_todo(struct sl_upstream *u, struct sl_upstream_xfer *x);
 void sl_upstream_queue_resume(struct sl_upstream *u, struct sl_upstream_xfer *x);
 void sl_upstream_unqueue_resume(struct sl_upstream *u, struct sl_upstream_xfer *x);
+/* Open and close x's connection sockets through this upstream (every transfer). */
+void sl_upstream_set_socket_callbacks(struct sl_upstream *u, CURL *easy);
+/* x has a connection (or is over): it no longer counts in u->n_claims. */
+void sl_upstream_unclaim(struct sl_upstream *u, struct sl_upstream_xfer *x);
 /* One of our uv handles finished closing (frees u after the last one when closed). */
 void sl_upstream_handle_gone(struct sl_upstream *u);
 

@@ -9,6 +9,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 /* curl_global_init is not thread-safe: the first worker to start does it. It
  * is never undone (curl's globals live as long as the process). */
@@ -53,6 +55,7 @@ static void maybe_closed(struct sl_upstream *u)
         return;
     void (*on_closed)(void *) = u->on_closed;
     void *data = u->closed_data;
+    free(u->by_fd);
     free(u);
     if (on_closed)
         on_closed(data);
@@ -102,10 +105,19 @@ static void drive(struct sl_upstream *u, curl_socket_t fd, int flags)
     sl_upstream_settle(u);
 }
 
+static void sock_set_events(struct sl_upstream_sock *s, int events);
+
 static void on_poll(uv_poll_t *h, int status, int events)
 {
     struct sl_upstream_sock *s = h->data;
     int flags = 0;
+    if (!s->curl_wants) {
+        /* A kept connection between transfers became readable: the server
+         * closed it (or sent something unasked). Stop watching; curl finds
+         * it dead when it next looks at it. */
+        sock_set_events(s, 0);
+        return;
+    }
     if (status < 0) {
         flags = CURL_CSELECT_ERR;
     } else {
@@ -125,8 +137,14 @@ static void on_sock_closed(uv_handle_t *h)
     sl_upstream_handle_gone(u);
 }
 
-/* uv_close stops the watcher at once, so curl may reuse the descriptor
- * number for a new socket before the close callback has run. */
+static struct sl_upstream_sock *sock_find(struct sl_upstream *u, curl_socket_t fd)
+{
+    return fd >= 0 && (size_t)fd < u->n_by_fd ? u->by_fd[fd] : NULL;
+}
+
+/* uv_close stops the watcher at once (and takes the descriptor out of
+ * epoll), so the descriptor may be closed and its number reused right
+ * after, before the close callback has run. */
 static void sock_close(struct sl_upstream_sock *s)
 {
     struct sl_upstream *u = s->u;
@@ -137,46 +155,143 @@ static void sock_close(struct sl_upstream_sock *s)
     if (s->next)
         s->next->prev = s->prev;
     s->prev = s->next = NULL;
+    if (sock_find(u, s->fd) == s)
+        u->by_fd[s->fd] = NULL;
+    if (s->idle) {
+        s->idle = false;
+        u->n_idle--;
+    }
     uv_close((uv_handle_t *)&s->poll, on_sock_closed);
+}
+
+static struct sl_upstream_sock *sock_open(struct sl_upstream *u, curl_socket_t fd)
+{
+    if (fd < 0)
+        return NULL;
+    if ((size_t)fd >= u->n_by_fd) {
+        size_t n = u->n_by_fd ? u->n_by_fd : 64;
+        while (n <= (size_t)fd)
+            n *= 2;
+        struct sl_upstream_sock **grown = realloc(u->by_fd, n * sizeof(*grown));
+        if (grown == NULL)
+            return NULL;
+        memset(grown + u->n_by_fd, 0, (n - u->n_by_fd) * sizeof(*grown));
+        u->by_fd = grown;
+        u->n_by_fd = n;
+    }
+    /* A watcher left on this number belongs to a descriptor closed behind
+     * our back (curl closes its resolver's sockets itself): drop it. */
+    if (u->by_fd[fd] != NULL)
+        sock_close(u->by_fd[fd]);
+    struct sl_upstream_sock *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    if (uv_poll_init_socket(u->loop, &s->poll, fd) != 0) {
+        free(s);
+        return NULL;
+    }
+    u->watchers_opened++;
+    s->poll.data = s;
+    s->fd = fd;
+    s->u = u;
+    s->next = u->socks;
+    if (u->socks)
+        u->socks->prev = s;
+    u->socks = s;
+    u->handles_open++;
+    u->by_fd[fd] = s;
+    return s;
+}
+
+/* Start, change or stop the watcher; nothing to do when already so. */
+static void sock_set_events(struct sl_upstream_sock *s, int events)
+{
+    if (events == s->events)
+        return;
+    if (events == 0 ? uv_poll_stop(&s->poll) : uv_poll_start(&s->poll, events, on_poll))
+        return;
+    s->events = events;
 }
 
 static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
     struct sl_upstream *u = userp;
-    struct sl_upstream_sock *s = socketp;
+    struct sl_upstream_sock *s = sock_find(u, fd);
     if (what == CURL_POLL_REMOVE) {
-        if (s != NULL) {
-            curl_multi_assign(u->multi, fd, NULL);
+        if (s == NULL)
+            return 0;
+        s->curl_wants = false;
+        if (!s->connection) {
             sock_close(s);
+            return 0;
+        }
+        if (s->events != 0)
+            sock_set_events(s, UV_READABLE); /* see struct sl_upstream_sock */
+        if (!s->idle) {
+            s->idle = true;
+            u->n_idle++;
         }
         return 0;
     }
-    if (s == NULL) {
-        s = calloc(1, sizeof(*s));
-        if (s == NULL)
-            return -1;
-        if (uv_poll_init_socket(u->loop, &s->poll, fd) != 0) {
-            free(s);
-            return -1;
-        }
-        s->poll.data = s;
-        s->fd = fd;
-        s->u = u;
-        s->next = u->socks;
-        if (u->socks)
-            u->socks->prev = s;
-        u->socks = s;
-        u->handles_open++;
-        curl_multi_assign(u->multi, fd, s);
-    }
+    if (s == NULL && (s = sock_open(u, fd)) == NULL)
+        return -1;
     int events = 0;
     if (what & CURL_POLL_IN)
         events |= UV_READABLE;
     if (what & CURL_POLL_OUT)
         events |= UV_WRITABLE;
-    if (events == 0)
-        return uv_poll_stop(&s->poll) == 0 ? 0 : -1;
-    return uv_poll_start(&s->poll, events, on_poll) == 0 ? 0 : -1;
+    s->curl_wants = true;
+    if (s->idle) {
+        s->idle = false;
+        u->n_idle--;
+    }
+    sock_set_events(s, events);
+    return events == s->events ? 0 : -1;
+}
+
+/* Connection sockets: we open them so that we know which to keep watching
+ * between transfers, and close them so that their watcher is closed first
+ * (libuv's rule). clientp is u: a connection outlives its first transfer. */
+static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose,
+                                    struct curl_sockaddr *address)
+{
+    struct sl_upstream *u = clientp;
+    if (purpose != CURLSOCKTYPE_IPCXN)
+        return CURL_SOCKET_BAD;
+    curl_socket_t fd = socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+    if (fd < 0)
+        return CURL_SOCKET_BAD;
+    struct sl_upstream_sock *s = sock_open(u, fd);
+    if (s == NULL) {
+        close(fd);
+        return CURL_SOCKET_BAD;
+    }
+    s->connection = true;
+    return fd;
+}
+
+static int on_close_socket(void *clientp, curl_socket_t fd)
+{
+    struct sl_upstream_sock *s = sock_find(clientp, fd);
+    if (s != NULL)
+        sock_close(s);
+    return close(fd);
+}
+
+void sl_upstream_unclaim(struct sl_upstream *u, struct sl_upstream_xfer *x)
+{
+    if (x->claim) {
+        x->claim = false;
+        u->n_claims--;
+    }
+}
+
+void sl_upstream_set_socket_callbacks(struct sl_upstream *u, CURL *easy)
+{
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, (void *)u);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, (void *)u);
 }
 
 static void on_timer(uv_timer_t *t)

@@ -52,7 +52,13 @@ struct sl_upstream_request {
     const char *ca_file;            /* NULL: the system's CAs */
     bool insecure;                  /* skip TLS verification (the caller warns loudly) */
     bool http2;                     /* offer HTTP/2 (ALPN) on https; HTTP/1.1 otherwise */
+    /* The answer is expected to be a long-lived trickle (server-sent events):
+     * read it SL_UPSTREAM_STREAM_READ bytes at a time rather than curl's
+     * 16 KiB, which an open stream would otherwise keep (about 5 KiB less
+     * memory per stream). A large answer then takes more reads. */
+    bool expect_stream;
 };
+#define SL_UPSTREAM_STREAM_READ 1024
 
 /*
  * Callbacks, all on the loop's thread. `data` is the pointer given to

@@ -76,6 +76,7 @@ void sl_xfer_destroy(struct sl_upstream_xfer *x)
         curl_multi_remove_handle(u->multi, x->easy);
         x->in_multi = false;
     }
+    sl_upstream_unclaim(u, x);
     curl_easy_cleanup(x->easy);
     x->easy = NULL;
     free(x->req_headers);
@@ -90,6 +91,7 @@ static void recycle(struct sl_upstream_xfer *x)
 {
     struct sl_upstream *u = x->u;
     uv_timer_stop(&x->timer);
+    sl_upstream_unclaim(u, x);
     if (u->closing || u->n_free >= SL_UPSTREAM_FREE_MAX) {
         sl_xfer_destroy(x);
         return;
@@ -277,6 +279,7 @@ static void complete(struct sl_upstream_xfer *x, enum sl_upstream_failure f, con
         curl_multi_remove_handle(u->multi, x->easy);
         x->in_multi = false;
     }
+    sl_upstream_unclaim(u, x);
     active_unlink(x);
     set_state(x, SL_XFER_DONE);
     x->cb.on_done(x->data, f, msg);
@@ -380,6 +383,7 @@ static int on_prereq(void *ud, char *primary_ip, char *local_ip, int primary_por
     if (x->state == SL_XFER_CANCELLED)
         return CURL_PREREQFUNC_ABORT;
     x->prereq_seen = true;
+    sl_upstream_unclaim(x->u, x);
     if (x->state == SL_XFER_CONNECTING)
         set_state(x, SL_XFER_WAITING);
     if (x->body_len == 0)
@@ -698,6 +702,7 @@ static int configure(struct sl_upstream_xfer *x, const struct sl_upstream_reques
     SETOPT(CURLOPT_NOSIGNAL, 1L);
     SETOPT(CURLOPT_ERRORBUFFER, x->errbuf);
     SETOPT(CURLOPT_SHARE, x->u->share);
+    sl_upstream_set_socket_callbacks(x->u, e);
     /* The gateway built the path; send it exactly, and pass bodies as they are. */
     SETOPT(CURLOPT_PATH_AS_IS, 1L);
     SETOPT(CURLOPT_HTTP_CONTENT_DECODING, 0L);
@@ -713,6 +718,8 @@ static int configure(struct sl_upstream_xfer *x, const struct sl_upstream_reques
     SETOPT(CURLOPT_WRITEDATA, (void *)x);
     SETOPT(CURLOPT_PREREQFUNCTION, on_prereq);
     SETOPT(CURLOPT_PREREQDATA, (void *)x);
+    if (r->expect_stream)
+        SETOPT(CURLOPT_BUFFERSIZE, (long)SL_UPSTREAM_STREAM_READ);
     if (r->first_byte_timeout_ms && x->body_len > 0) {
         SETOPT(CURLOPT_XFERINFOFUNCTION, on_progress);
         SETOPT(CURLOPT_XFERINFODATA, (void *)x);
@@ -727,6 +734,15 @@ static int configure(struct sl_upstream_xfer *x, const struct sl_upstream_reques
         SETOPT(CURLOPT_PIPEWAIT, 1L);
     } else {
         SETOPT(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+        /* See sl_upstream.n_idle. */
+        struct sl_upstream *u = x->u;
+        if (u->n_idle > u->n_claims) {
+            x->claim = true;
+            u->n_claims++;
+        } else {
+            SETOPT(CURLOPT_FRESH_CONNECT, 1L);
+            u->fresh_connects++;
+        }
     }
     if (r->connect_timeout_ms)
         SETOPT(CURLOPT_CONNECTTIMEOUT_MS, ms_opt(r->connect_timeout_ms));
@@ -876,6 +892,7 @@ void sl_xfer_reap(struct sl_upstream_xfer *x)
         curl_multi_remove_handle(u->multi, x->easy);
         x->in_multi = false;
     }
+    sl_upstream_unclaim(u, x);
     active_unlink(x);
     recycle(x);
 }

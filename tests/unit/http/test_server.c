@@ -21,6 +21,7 @@
 
 #include "../net_test.h"
 #include "http/http.h"
+#include "http/internal.h"
 
 struct fixture {
     uv_loop_t loop;
@@ -42,6 +43,8 @@ struct fixture {
     int connect_retries; /* further attempts 10 ms apart when refused */
     int read_errno;
     size_t slow_read_delay_us;
+    size_t held_in_room;  /* /held: unused room of the input buffer while dispatched */
+    size_t event_out_cap; /* /events: capacity of the output buffer after the events */
 };
 
 /* Blocking client: send the request, read until EOF (or 10 s), keep everything. */
@@ -151,10 +154,52 @@ static void on_poll_first(uv_timer_t *t)
     f->req = NULL;
 }
 
+static void on_held_tick(uv_timer_t *t)
+{
+    struct fixture *f = t->data;
+    uv_timer_stop(t);
+    /* Long after dispatch: the head's and the body's views still hold. */
+    const struct sl_http_header *h = sl_http_find_header(&f->req->head, SL_STR("X-Thing"));
+    struct sl_http_header out = {SL_STR("X-Thing-Was"), h ? h->value : SL_STR("none")};
+    sl_http_start_response(f->req, 200, &out, 1, SL_HTTP_FRAMING_LENGTH, f->req->body.len);
+    sl_http_write(f->req, f->req->body.base, f->req->body.len);
+    sl_http_finish(f->req);
+    f->req = NULL;
+}
+
+static void on_events_tick(uv_timer_t *t)
+{
+    struct fixture *f = t->data;
+    static char event[3000];
+    uv_timer_stop(t);
+    memset(event, 'x', sizeof(event));
+    memcpy(event, "data: ", 6);
+    memcpy(event + sizeof(event) - 2, "\n\n", 2);
+    for (int i = 0; i < 3; i++)
+        sl_http_write(f->req, event, sizeof(event));
+    const struct sl_http_conn *c = f->req->conn;
+    f->event_out_cap = c->out.cap;
+    sl_http_finish(f->req);
+    f->req = NULL;
+}
+
 static void on_request(struct sl_http_request *req, void *data)
 {
     struct fixture *f = data;
     f->req = req;
+    if (sl_str_eq(req->head.path, SL_STR("/events"))) {
+        struct sl_http_header h = {SL_STR("Content-Type"), SL_STR("text/event-stream")};
+        sl_http_start_response(req, 200, &h, 1, SL_HTTP_FRAMING_CHUNKED, 0);
+        sl_http_flush(req);
+        uv_timer_start(&f->poll, on_events_tick, 20, 0);
+        return;
+    }
+    if (sl_str_eq(req->head.path, SL_STR("/held"))) {
+        const struct sl_http_conn *c = req->conn;
+        f->held_in_room = c->in.cap - c->in.len;
+        uv_timer_start(&f->poll, on_held_tick, 20, 0);
+        return;
+    }
     if (sl_str_eq(req->head.path, SL_STR("/sse"))) {
         struct sl_http_header h = {SL_STR("Content-Type"), SL_STR("text/event-stream")};
         sl_http_start_response(req, 200, &h, 1, SL_HTTP_FRAMING_CHUNKED, 0);
@@ -340,6 +385,42 @@ static void test_echo_chunked_request_body(void **state)
     free(f.response);
 }
 
+static void test_held_request_gives_back_input_room(void **state)
+{
+    /* A handler that keeps its request (a stream) does not keep the input
+     * buffer's spare room meanwhile, and what it holds stays valid. */
+    struct fixture f;
+    run(&f, "POST /held HTTP/1.1\r\nHost: x\r\nX-Thing: kept value\r\nContent-Length: 11\r\n"
+            "Connection: close\r\n\r\nhello world");
+    run_client(&f);
+    assert_true(f.held_in_room <= 1 + SL_HTTP_IN_SLACK);
+    assert_non_null(memmem(f.response, f.response_len, "HTTP/1.1 200 OK\r\n", 17));
+    assert_non_null(memmem(f.response, f.response_len, "X-Thing-Was: kept value\r\n", 25));
+    const char *b = body_of(&f);
+    assert_int_equal(f.response_len - (size_t)(b - f.response), 11);
+    assert_memory_equal(b, "hello world", 11);
+    free(f.response);
+}
+
+static void test_stream_events_bypass_the_output_buffer(void **state)
+{
+    /* Events for a client that keeps up go to the kernel from the caller's
+     * memory: the output buffer stays as small as the head left it. */
+    struct fixture f;
+    run(&f, "GET /events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    run_client(&f);
+    assert_true(f.event_out_cap < 3000);
+    char body[9000];
+    const char *b = body_of(&f);
+    size_t n = dechunk(b, f.response_len - (size_t)(b - f.response), body);
+    assert_int_equal(n, 9000);
+    for (int i = 0; i < 3; i++) {
+        assert_memory_equal(body + i * 3000, "data: xxx", 9);
+        assert_memory_equal(body + i * 3000 + 2998, "\n\n", 2);
+    }
+    free(f.response);
+}
+
 static void test_abort_cuts_the_stream(void **state)
 {
     struct fixture f;
@@ -402,6 +483,8 @@ int main(void)
         cmocka_unit_test(test_http10_stream_is_close_delimited),
         cmocka_unit_test(test_head_has_no_body),
         cmocka_unit_test(test_echo_chunked_request_body),
+        cmocka_unit_test(test_held_request_gives_back_input_room),
+        cmocka_unit_test(test_stream_events_bypass_the_output_buffer),
         cmocka_unit_test(test_head_keeps_the_connection),
         cmocka_unit_test(test_abort_cuts_the_stream),
         cmocka_unit_test(test_abort_with_reset),

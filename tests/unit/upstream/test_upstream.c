@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -28,6 +29,7 @@
 
 #include "../net_test.h"
 #include "http/http.h"
+#include "upstream/internal.h"
 #include "upstream/upstream.h"
 
 #define MAX_RECS 256
@@ -57,6 +59,7 @@ struct rec {
     bool pause_at_response; /* sl_upstream_pause from on_response (outside on_body) */
     bool paused;
     int body_while_paused;
+    size_t largest_body;         /* the most bytes one on_body call had */
     bool gate;                   /* the /gate stream: see test_streaming_is_incremental */
     void (*then)(struct rec *r); /* in on_done */
     void (*on_first_body)(struct rec *r);
@@ -433,6 +436,7 @@ static bool rec_on_body(void *data, const char *bytes, size_t len)
         F.calls_after_close++;
     if (r->paused)
         r->body_while_paused++;
+    r->largest_body = SL_MAX(r->largest_body, len);
     r->n_body++;
     assert_int_equal(sl_buf_append(&r->body, bytes, len), SL_OK);
     if (r->gate && r->n_body == 1) {
@@ -589,6 +593,24 @@ static void test_methods_headers_and_bodies(void **state)
     assert_true(many->n_heads >= 40);
     assert_true(has_head(many, "X-H-0: v\n"));
     assert_true(has_head(many, "X-H-39: v\n"));
+}
+
+static void test_expect_stream_reads_small(void **state)
+{
+    /* The same 256 KiB answer, read with curl's buffer and with the small
+     * one a stream asks for: complete both ways, in pieces of at most 1 KiB
+     * with the latter. */
+    setup_fx();
+    struct sl_upstream_request small = {.expect_stream = true};
+    start(&F.recs[0], "GET", "/big?size=262144", NULL);
+    start(&F.recs[1], "GET", "/big?size=262144", &small);
+    run_fx();
+    for (int i = 0; i < 2; i++) {
+        assert_ok(&F.recs[i], 200);
+        assert_int_equal(F.recs[i].body.len, 262144);
+    }
+    assert_true(F.recs[0].largest_body > SL_UPSTREAM_STREAM_READ);
+    assert_true(F.recs[1].largest_body <= SL_UPSTREAM_STREAM_READ);
 }
 
 static void test_streaming_is_incremental(void **state)
@@ -891,6 +913,7 @@ struct ka_server {
     atomic_int accepts;
     atomic_int requests;
     atomic_bool stop;
+    atomic_bool close_after; /* close each connection once it was answered (unannounced) */
     uv_thread_t thread;
 };
 
@@ -937,6 +960,14 @@ static void ka_main(void *arg)
                 memmove(bufs[i], bufs[i] + used, lens[i] - used + 1);
                 lens[i] -= used;
             }
+            if (atomic_load(&k->close_after) && atomic_load(&k->requests) > 0 && lens[i] == 0) {
+                close(fds[i].fd);
+                fds[i] = fds[n - 1];
+                memcpy(bufs[i], bufs[n - 1], lens[n - 1]);
+                lens[i] = lens[n - 1];
+                n--;
+                i--;
+            }
         }
     }
     for (nfds_t i = 0; i < n; i++)
@@ -965,12 +996,28 @@ static void ka_stop(struct ka_server *k)
 static int seq_left;
 static char seq_url[128];
 
+static struct rec *seq_next;
+
+static void then_next(struct rec *r);
+
+static void start_next(void)
+{
+    seq_next->then = then_next;
+    assert_int_equal(start_req(seq_next, "GET", seq_url, NULL), SL_OK);
+    F.pending--; /* the placeholder taken in then_next */
+}
+
+/* The next request starts on a later loop turn, as a proxy's next client
+ * request does, after the finished transfer let go of the connection. */
+static uint64_t seq_watchers;
+
 static void then_next(struct rec *r)
 {
+    seq_watchers = F.u->watchers_opened;
     if (--seq_left > 0) {
-        struct rec *next = r + 1;
-        next->then = then_next;
-        assert_int_equal(start_req(next, "GET", seq_url, NULL), SL_OK);
+        seq_next = r + 1;
+        F.pending++;
+        later(1, start_next);
     }
 }
 
@@ -991,6 +1038,103 @@ static void test_connection_reuse(void **state)
     }
     assert_int_equal(atomic_load(&k.requests), 20);
     assert_int_equal(atomic_load(&k.accepts), 1); /* one connection carried all 20 */
+    /* ...and one socket watcher: between transfers the kept connection stays
+     * registered with the loop rather than being removed and added again. */
+    assert_int_equal(seq_watchers, 1);
+}
+
+static struct ka_server ka_pool;
+static int pool_phase;
+static uint64_t pool_fresh;
+static size_t pool_idle, pool_claims;
+
+static void pool_burst(void)
+{
+    /* Five at once: as many reuse idle connections as there are, the others
+     * open new ones without curl searching the pool for them. */
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(start_req(&F.recs[1 + pool_phase * 5 + i], "GET", seq_url, NULL), SL_OK);
+    F.pending--; /* the placeholder taken in then_pool */
+    pool_phase++;
+}
+
+static void then_pool(struct rec *r)
+{
+    pool_fresh = F.u->fresh_connects;
+    pool_idle = F.u->n_idle;
+    pool_claims = F.u->n_claims;
+    if (F.pending > 1 || pool_phase == 2)
+        return; /* the others of the burst are still running */
+    if (pool_phase == 0)
+        assert_int_equal(F.u->fresh_connects, 1); /* the first: the pool was empty */
+    if (pool_phase == 1)
+        assert_int_equal(F.u->fresh_connects, 5); /* 1 reused the idle one, 4 new */
+    F.pending++;
+    later(5, pool_burst);
+}
+
+static void test_fresh_connections_only_when_none_idle(void **state)
+{
+    pool_phase = 0;
+    ka_start(&ka_pool);
+    setup_fx();
+    snprintf(seq_url, sizeof(seq_url), "http://127.0.0.1:%u/pool", ka_pool.port);
+    for (int i = 0; i < 11; i++)
+        F.recs[i].then = then_pool;
+    assert_int_equal(start_req(&F.recs[0], "GET", seq_url, NULL), SL_OK);
+    run_fx();
+    ka_stop(&ka_pool);
+    for (int i = 0; i < 11; i++)
+        assert_ok(&F.recs[i], 200);
+    /* The second burst found five idle connections and took them all. */
+    assert_int_equal(pool_fresh, 5);
+    assert_int_equal(atomic_load(&ka_pool.accepts), 5);
+    assert_int_equal(pool_idle, 5);
+    assert_int_equal(pool_claims, 0);
+}
+
+static struct ka_server ka_closing;
+static uint64_t idle_cpu_us;
+
+static uint64_t thread_cpu_us(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_THREAD, &ru);
+    return (uint64_t)ru.ru_utime.tv_sec * 1000000 + (uint64_t)ru.ru_utime.tv_usec +
+           (uint64_t)ru.ru_stime.tv_sec * 1000000 + (uint64_t)ru.ru_stime.tv_usec;
+}
+
+static void after_idle(void)
+{
+    idle_cpu_us = thread_cpu_us() - idle_cpu_us;
+    assert_int_equal(start_req(&F.recs[1], "GET", seq_url, NULL), SL_OK);
+    F.pending--; /* the placeholder taken in then_idle */
+}
+
+static void then_idle(struct rec *r)
+{
+    /* The server closes the kept connection now; the loop must not spin on
+     * it while no transfer uses it. */
+    idle_cpu_us = thread_cpu_us();
+    F.pending++;
+    later(200, after_idle);
+}
+
+static void test_kept_connection_closed_while_idle(void **state)
+{
+    ka_start(&ka_closing);
+    atomic_store(&ka_closing.close_after, true);
+    setup_fx();
+    snprintf(seq_url, sizeof(seq_url), "http://127.0.0.1:%u/seq", ka_closing.port);
+    F.recs[0].then = then_idle;
+    assert_int_equal(start_req(&F.recs[0], "GET", seq_url, NULL), SL_OK);
+    run_fx();
+    ka_stop(&ka_closing);
+    assert_ok(&F.recs[0], 200);
+    assert_ok(&F.recs[1], 200); /* on a new connection: curl found the old one dead */
+    assert_string_equal(F.recs[1].body.base, "ok");
+    assert_int_equal(atomic_load(&ka_closing.accepts), 2);
+    assert_true(idle_cpu_us < 50000);
 }
 
 static void test_many_concurrent(void **state)
@@ -1465,6 +1609,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_methods_headers_and_bodies),
         cmocka_unit_test(test_streaming_is_incremental),
+        cmocka_unit_test(test_expect_stream_reads_small),
         cmocka_unit_test(test_pause_and_resume),
         cmocka_unit_test(test_pause_outside_on_body),
         cmocka_unit_test(test_cancel_inside_on_body),
@@ -1477,6 +1622,8 @@ int main(void)
         cmocka_unit_test(test_total_timeout),
         cmocka_unit_test(test_connect_timeout),
         cmocka_unit_test(test_connection_reuse),
+        cmocka_unit_test(test_kept_connection_closed_while_idle),
+        cmocka_unit_test(test_fresh_connections_only_when_none_idle),
         cmocka_unit_test(test_many_concurrent),
         cmocka_unit_test(test_close_with_transfers_in_flight),
         cmocka_unit_test(test_bad_requests),
