@@ -12,6 +12,13 @@ uint64_t sl_clock_mono_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+uint64_t sl_clock_unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 void sl_clock_rfc3339(char *out, size_t outlen)
 {
     /* Formatting the date is the costly part and changes once a second:

@@ -89,6 +89,8 @@ void sl_arena_dispose(struct sl_arena *a);
 
 /* ---- clocks and ids ---- */
 uint64_t sl_clock_mono_us(void);
+/* Wall-clock milliseconds since the Unix epoch. */
+uint64_t sl_clock_unix_ms(void);
 /* RFC 3339 UTC time with milliseconds, e.g. 2026-01-02T03:04:05.678Z; out >= 32 bytes. */
 void sl_clock_rfc3339(char *out, size_t outlen);
 #define SL_REQUEST_ID_LEN 32

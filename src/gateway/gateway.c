@@ -63,13 +63,17 @@ static void on_reload(void *data)
                     rl->path);
     struct reload_grace *g = calloc(1, sizeof(*g));
     struct sl_proxy_conf *old = NULL;
-    if (g == NULL || sl_proxy_swap(rl->proxy, next, &old) != SL_OK) {
+    struct sl_buf why;
+    sl_buf_init(&why);
+    if (g == NULL || sl_proxy_swap(rl->proxy, next, &old, &why) != SL_OK) {
         free(g);
         sl_config_unref(next);
-        sl_log_error("reload of %s failed: out of memory; the running configuration stays in use",
-                     rl->path);
+        sl_log_error("reload of %s failed: %s; the running configuration stays in use", rl->path,
+                     why.base ? why.base : "out of memory");
+        sl_buf_dispose(&why);
         return;
     }
+    sl_buf_dispose(&why);
     sl_proxy_log_config_warnings(next);
     sl_config_unref(next); /* the proxy holds it now */
     g->old = old;
@@ -105,10 +109,14 @@ int sl_gateway_run(struct sl_config *cfg, enum sl_gateway_mode mode)
     if (sites == NULL)
         goto done;
     if (mode == SL_GATEWAY_SERVE) {
-        if (sl_proxy_new(cfg, cfg->workers, &proxy) != SL_OK) {
-            sl_log_error("could not set up the gateway's routes: out of memory");
+        struct sl_buf why;
+        sl_buf_init(&why);
+        if (sl_proxy_new(cfg, cfg->workers, &proxy, &why) != SL_OK) {
+            sl_log_error("could not start: %s", why.base ? why.base : "out of memory");
+            sl_buf_dispose(&why);
             goto done;
         }
+        sl_buf_dispose(&why);
         sites[n_sites++] = (struct sl_http_site){
             .listen = cfg->listen,
             .n_listen = cfg->n_listen,

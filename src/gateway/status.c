@@ -572,9 +572,7 @@ static int64_t status_now(json_t *root)
     int64_t ms;
     if (parse_time(json_string_value(json_object_get(root, "time")), &ms) == SL_OK)
         return ms;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)sl_clock_unix_ms();
 }
 
 static int print_tables(const struct status_target *target, json_t *root, FILE *out)

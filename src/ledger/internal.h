@@ -170,6 +170,4 @@ void sl_ledger_alert_collect(struct sl_ledger *l);
 /* Abandon transfers still running (at close, after they had their time). */
 void sl_ledger_alert_abort(struct sl_ledger *l);
 
-uint64_t sl_ledger_wall_ms(void);
-
 #endif

@@ -19,13 +19,6 @@
 #define DROP_WARN_EVERY_MS 10000
 #define SHUTDOWN_WEBHOOK_MS 5500
 
-uint64_t sl_ledger_wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static uint64_t mono_ms(void)
 {
     return sl_clock_mono_us() / 1000;
@@ -57,7 +50,7 @@ static int account_load(struct sl_ledger *l, struct sl_ledger_account *acc, uint
 static void load_new_accounts(struct sl_ledger *l)
 {
     struct sl_ledger_accounts *a = &l->accounts;
-    uint64_t now = sl_ledger_wall_ms();
+    uint64_t now = sl_clock_unix_ms();
     for (size_t i = 0; i <= a->mask; i++) {
         struct sl_ledger_account *acc = atomic_load_explicit(&a->slots[i], memory_order_acquire);
         if (acc != NULL && !atomic_load_explicit(&acc->loaded, memory_order_acquire) &&
@@ -119,7 +112,7 @@ static bool drain(struct sl_ledger *l)
     while ((qa = sl_ledger_queue_peek(&l->alerts)) != NULL) {
         struct sl_ledger_alert a = *qa;
         sl_ledger_queue_release(&l->alerts);
-        uint64_t now = sl_ledger_wall_ms();
+        uint64_t now = sl_clock_unix_ms();
         int rc = sl_ledger_store_alert(l, &a, now);
         if (rc < 0)
             sl_log_error("usage ledger %s: cannot record a budget alert of client %s: %s", l->path,
@@ -242,7 +235,7 @@ fail:
 
 int sl_ledger_open(const struct sl_config *cfg, struct sl_ledger **out, struct sl_buf *why)
 {
-    return sl_ledger_open_at(cfg, sl_ledger_wall_ms(), out, why);
+    return sl_ledger_open_at(cfg, sl_clock_unix_ms(), out, why);
 }
 
 void sl_ledger_close(struct sl_ledger *l)

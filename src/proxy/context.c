@@ -16,12 +16,15 @@ static void conf_free(struct sl_proxy_conf *c)
         sl_balance_worker_free(c->picks[i]);
     free(c->picks);
     sl_balance_free(c->balance);
+    sl_auth_free(c->auth);
+    sl_limiter_free(c->limiter);
     sl_config_unref(c->cfg);
     free(c);
 }
 
-/* The state of cfg, with one reference for the caller. */
-static int conf_new(struct sl_config *cfg, unsigned workers, struct sl_proxy_conf **out)
+/* The state of cfg, with one reference for the caller; why says what failed. */
+static int conf_new(struct sl_proxy *p, struct sl_config *cfg, struct sl_proxy_conf **out,
+                    struct sl_buf *why)
 {
     struct sl_proxy_conf *c = calloc(1, sizeof(*c));
     *out = NULL;
@@ -29,11 +32,18 @@ static int conf_new(struct sl_config *cfg, unsigned workers, struct sl_proxy_con
         return SL_ENOMEM;
     atomic_init(&c->refs, 1);
     c->cfg = sl_config_ref(cfg);
-    c->n_workers = workers;
-    c->picks = calloc(workers ? workers : 1, sizeof(*c->picks));
+    c->n_workers = p->n_workers;
+    c->ledger = p->ledger;
+    c->picks = calloc(c->n_workers ? c->n_workers : 1, sizeof(*c->picks));
     int err = c->picks ? sl_balance_new(cfg, &c->balance) : SL_ENOMEM;
-    for (unsigned i = 0; err == SL_OK && i < workers; i++)
+    for (unsigned i = 0; err == SL_OK && i < c->n_workers; i++)
         err = sl_balance_worker_new(c->balance, &c->picks[i]);
+    if (err == SL_OK)
+        err = sl_limiter_new(cfg, &c->limiter);
+    if (err == SL_OK)
+        err = sl_auth_new(cfg, &c->auth, why);
+    if (err == SL_ENOMEM && why->len == 0)
+        sl_buf_appendf(why, "out of memory");
     if (err) {
         conf_free(c);
         return err;
@@ -57,19 +67,23 @@ void sl_proxy_conf_release(struct sl_proxy_conf *c)
         conf_free(c);
 }
 
-int sl_proxy_new(struct sl_config *cfg, unsigned workers, struct sl_proxy **out)
+int sl_proxy_new(struct sl_config *cfg, unsigned workers, struct sl_proxy **out, struct sl_buf *why)
 {
     struct sl_proxy *p = calloc(1, sizeof(*p));
     struct sl_proxy_conf *c = NULL;
     *out = NULL;
     if (p == NULL)
         return SL_ENOMEM;
-    int err = conf_new(cfg, workers, &c);
+    p->n_workers = workers;
+    int err = cfg->usage.db ? sl_ledger_open(cfg, &p->ledger, why) : SL_OK;
+    if (err == SL_OK)
+        err = conf_new(p, cfg, &c, why);
     if (err) {
+        if (p->ledger)
+            sl_ledger_close(p->ledger);
         free(p);
         return err;
     }
-    p->n_workers = workers;
     atomic_init(&p->current, c);
     *out = p;
     return SL_OK;
@@ -80,14 +94,18 @@ void sl_proxy_free(struct sl_proxy *p)
     if (p == NULL)
         return;
     sl_proxy_conf_release(atomic_load(&p->current));
+    /* After the workers: no request can add a record any more. */
+    if (p->ledger)
+        sl_ledger_close(p->ledger);
     free(p);
 }
 
-int sl_proxy_swap(struct sl_proxy *p, struct sl_config *cfg, struct sl_proxy_conf **old)
+int sl_proxy_swap(struct sl_proxy *p, struct sl_config *cfg, struct sl_proxy_conf **old,
+                  struct sl_buf *why)
 {
     struct sl_proxy_conf *c = NULL;
     *old = NULL;
-    int err = conf_new(cfg, p->n_workers, &c);
+    int err = conf_new(p, cfg, &c, why);
     if (err)
         return err;
     struct sl_proxy_conf *prev = atomic_load(&p->current);
@@ -141,14 +159,6 @@ void sl_proxy_worker_dispose(void *worker_data, void (*done)(void *arg), void *a
     w->disposed = done;
     w->disposed_arg = arg;
     sl_upstream_close(w->upstream, on_upstream_closed, w);
-}
-
-static uint64_t unix_ms(void)
-{
-    struct timespec ts;
-    if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
-        return 0;
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 static bool only_get(struct sl_http_request *req, const char *path)
@@ -205,8 +215,8 @@ void sl_proxy_on_status(struct sl_http_request *req, struct sl_proxy *p)
     struct sl_buf body;
     sl_buf_init(&body);
     struct sl_proxy_conf *conf = sl_proxy_conf_acquire(p);
-    int err =
-        sl_balance_status_json(conf->balance, uv_now(sl_http_request_loop(req)), unix_ms(), &body);
+    int err = sl_balance_status_json(conf->balance, uv_now(sl_http_request_loop(req)),
+                                     sl_clock_unix_ms(), &body);
     sl_proxy_conf_release(conf);
     if (err)
         sl_http_respond_error(req, 500, "InternalServerError", "out of memory");

@@ -73,7 +73,7 @@ static void end_attempt(struct sl_proxy_call *call, enum sl_balance_outcome outc
 static void finish(struct sl_proxy_call *call)
 {
     end_attempt(call, SL_BALANCE_CANCELLED, 0, 0, NULL);
-    sl_proxy_call_release(call);
+    sl_proxy_call_end(call, call->responded ? call->status : 0);
     sl_http_finish(call->req);
 }
 
@@ -82,7 +82,7 @@ static void finish_error(struct sl_proxy_call *call, int status, const char *cod
                          const char *message, const struct sl_http_header *extra, size_t n_extra)
 {
     end_attempt(call, SL_BALANCE_CANCELLED, 0, 0, NULL);
-    sl_proxy_call_release(call);
+    sl_proxy_call_end(call, status);
     sl_http_respond_error_with(call->req, status, code, message, extra, n_extra);
 }
 
@@ -240,6 +240,7 @@ static bool start_attempt(struct sl_proxy_call *call)
         .ca_file = b->ca_file,
         .insecure = b->insecure,
         .http2 = b->http2,
+        .expect_stream = call->stream,
     };
     struct sl_upstream *up = call->worker ? call->worker->upstream : NULL;
     if (up == NULL || sl_upstream_start(up, &r, &callbacks, call, &call->xfer) != SL_OK) {
@@ -385,13 +386,10 @@ static void on_client_abort(struct sl_http_request *req, void *data)
 static uint64_t throttle_ms(struct sl_proxy_call *call, const struct sl_http_header *headers,
                             size_t n)
 {
-    uint64_t ms = 0, unix_ms = 0;
+    uint64_t ms = 0;
     bool clamped = false;
-    struct timespec ts;
-    if (clock_gettime(CLOCK_REALTIME, &ts) == 0)
-        unix_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-    if (sl_balance_retry_after(headers, n, unix_ms, call->backend->max_retry_after_ms, &ms,
-                               &clamped) != SL_OK)
+    if (sl_balance_retry_after(headers, n, sl_clock_unix_ms(), call->backend->max_retry_after_ms,
+                               &ms, &clamped) != SL_OK)
         return 0;
     if (clamped)
         sl_log_warn("backend %s asked for a pause longer than its max_retry_after; it is left "
@@ -466,6 +464,8 @@ static void on_response(void *data, int status, const struct sl_http_header *hea
         out[m++] = (struct sl_http_header){SL_STR("x-sluice-backend"),
                                            sl_str_from_cstr(call->backend->name)};
     call->responded = true;
+    call->status = status;
+    call->first_byte_ms = now;
     sl_http_start_response(req, status, out, out ? m : 0,
                            has_length ? SL_HTTP_FRAMING_LENGTH : SL_HTTP_FRAMING_CHUNKED, length);
     /* A stream's head goes out now: its client must not wait for the first
@@ -490,6 +490,7 @@ static bool on_body(void *data, const char *bytes, size_t len)
                                call->cfg->routing.pin_ttl_ms, now_ms(call));
         }
     }
+    sl_usage_scanner_feed(&call->usage, bytes, len);
     if (!call->finish_pending) {
         sl_http_write(call->req, bytes, len);
         if (!call->finish_pending && sl_http_congested(call->req)) {
@@ -526,7 +527,7 @@ static void on_done(void *data, enum sl_upstream_failure failure, const char *me
                 sl_upstream_failure_name(failure), message ? message : "");
     if (call->responded) {
         /* Bytes already went out: only a cut connection tells the client. */
-        sl_proxy_call_release(call);
+        sl_proxy_call_end(call, 0);
         sl_http_abort(req, false);
         return;
     }

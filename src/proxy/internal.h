@@ -6,8 +6,13 @@
 #include <jansson.h>
 #include <stdatomic.h>
 
+#include "auth/auth.h"
 #include "balance/balance.h"
+#include "ledger/ledger.h"
+#include "limit/limit.h"
+#include "policy/policy.h"
 #include "upstream/upstream.h"
+#include "usage/usage.h"
 
 enum sl_proxy_surface {
     SL_PROXY_AZURE,    /* /openai/deployments/{name}/{rest} */
@@ -36,12 +41,16 @@ struct sl_proxy_conf {
     struct sl_balance *balance;       /* owned */
     struct sl_balance_worker **picks; /* owned: one per worker (round-robin counters) */
     unsigned n_workers;
+    struct sl_auth *auth;       /* owned: keys and JWT issuers */
+    struct sl_limiter *limiter; /* owned: requests and tokens per minute */
+    struct sl_ledger *ledger;   /* the proxy's; NULL without usage.db */
 };
 
 /* The gateway's request path: the current configuration's state, swapped on reload. */
 struct sl_proxy {
     _Atomic(struct sl_proxy_conf *) current; /* one reference */
     unsigned n_workers;
+    struct sl_ledger *ledger; /* owned; NULL without usage.db; kept across reloads */
 };
 
 /* Per worker thread: used only on its loop. */
@@ -74,7 +83,7 @@ struct sl_proxy_call {
     const struct sl_config_backend *backend; /* the current attempt's; borrowed from cfg */
     struct sl_proxy_target target;
     json_t *doc; /* the parsed body (v1 and OpenAI-style backends), for each attempt's `model`;
-                  * owned, released by sl_proxy_call_release; NULL when not parsed */
+                  * owned, released by sl_proxy_call_end; NULL when not parsed */
     /* What limits the choice of backend (see struct sl_balance_query): */
     uint64_t *tried;          /* arena bitmap over cfg->backends */
     const char **geographies; /* arena; n_geographies */
@@ -99,6 +108,16 @@ struct sl_proxy_call {
     size_t id_scan_len;
     bool responded; /* the response head went to the client */
     bool paused;    /* upstream paused for backpressure */
+    /* Accounting (account.c): */
+    enum sl_policy_call kind;
+    bool body_changed; /* caps rewrote doc: send it re-serialised */
+    bool stream;       /* the client asked for a stream */
+    uint64_t estimate; /* tokens the request may use, charged at admission */
+    struct sl_limit_ticket ticket;
+    struct sl_usage_scanner usage; /* follows the answer the client gets */
+    uint64_t arrival_unix_ms;
+    uint64_t first_byte_ms; /* monotonic: when the answer's head went out; 0: never */
+    int status;             /* what the client got (0: cut off) */
     /* Waiting for a backend (queue.c): */
     bool queued;
     struct sl_proxy_call *next_waiting, *prev_waiting;
@@ -130,8 +149,17 @@ bool sl_proxy_front_door_ok(const struct sl_config *cfg, struct sl_http_request 
 /* Prepare the call for the backend chosen in call->pick: URL, headers and body
  * (proxy.c). SL_OK or SL_ENOMEM. */
 int sl_proxy_prepare_attempt(struct sl_proxy_call *call);
-/* Drop what the call holds outside the arena (the parsed body). */
-void sl_proxy_call_release(struct sl_proxy_call *call);
+/* The call is over, answered with status (0: cut off): its usage is accounted (rate limits,
+ * budgets, the ledger) and what it holds outside the arena is released, its configuration
+ * included. Once; later calls do nothing. */
+void sl_proxy_call_end(struct sl_proxy_call *call, int status);
+
+/* Accounting (account.c). Budgets and rate limits: true when the call may go on; false after
+ * answering 429. */
+bool sl_proxy_admit(struct sl_proxy_call *call);
+/* Settle the rate limits with the usage the answer reported, count it against the budgets
+ * and queue the ledger record (from sl_proxy_call_end). */
+void sl_proxy_account(struct sl_proxy_call *call);
 
 /* Pinning (pins.c): the pin key of the stateful object the request names, in the path or in
  * the body (previous_response_id, thread_id, assistant_id), into the arena; empty when none. */

@@ -6,7 +6,9 @@
 #include "proxy/internal.h"
 
 #include <jansson.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 /* The api-version sent upstream on Azure paths when the client sent none. */
 #define SL_PROXY_DEFAULT_API_VERSION "2024-10-21"
@@ -112,18 +114,6 @@ int sl_proxy_classify(struct sl_str path, struct sl_proxy_target *t)
         return SL_OK;
     }
     return SL_ENOTFOUND;
-}
-
-/* The client's key: `api-key`, else `Authorization: Bearer`. */
-static struct sl_str client_key(const struct sl_http_request_head *h)
-{
-    const struct sl_http_header *k = sl_http_find_header(h, SL_STR("api-key"));
-    if (k)
-        return k->value;
-    const struct sl_http_header *a = sl_http_find_header(h, SL_STR("authorization"));
-    if (a && a->value.len > 7 && sl_str_eq_ci((struct sl_str){a->value.base, 7}, SL_STR("Bearer ")))
-        return str_after(a->value, 7);
-    return SL_STR_NULL;
 }
 
 static bool granted(const struct sl_config_client *client, size_t route)
@@ -291,14 +281,18 @@ static int prepare_body(struct sl_proxy_call *call)
     bool needs_model =
         call->backend->type == SL_BACKEND_OPENAI || call->target.surface != SL_PROXY_AZURE;
     call->body = req->body;
-    if (call->doc == NULL || !needs_model)
+    if (call->doc == NULL)
         return SL_OK;
     json_t *model = json_object_get(call->doc, "model");
-    if (json_is_string(model) && strcmp(json_string_value(model), want) == 0)
+    bool set_model =
+        needs_model && !(json_is_string(model) && strcmp(json_string_value(model), want) == 0);
+    if (!set_model && !call->body_changed)
         return SL_OK; /* already right: forward the bytes as sent */
     /* The route name may be a view into the document: keep what it points at alive. */
-    json_t *old = json_incref(model);
-    int err = json_object_set_new(call->doc, "model", json_string(want)) == 0 ? SL_OK : SL_ENOMEM;
+    json_t *old = set_model ? json_incref(model) : NULL;
+    int err = !set_model || json_object_set_new(call->doc, "model", json_string(want)) == 0
+                  ? SL_OK
+                  : SL_ENOMEM;
     size_t len = err ? 0 : json_dumpb(call->doc, NULL, 0, JSON_COMPACT);
     char *copy = err ? NULL : sl_arena_alloc(req->arena, len ? len : 1);
     if (copy == NULL || json_dumpb(call->doc, copy, len, JSON_COMPACT) != len)
@@ -327,8 +321,12 @@ int sl_proxy_prepare_attempt(struct sl_proxy_call *call)
     return err;
 }
 
-void sl_proxy_call_release(struct sl_proxy_call *call)
+void sl_proxy_call_end(struct sl_proxy_call *call, int status)
 {
+    if (call->conf == NULL)
+        return; /* ended already */
+    call->status = status;
+    sl_proxy_account(call);
     json_decref(call->doc);
     call->doc = NULL;
     call->target.name = SL_STR_NULL; /* may have pointed into doc */
@@ -448,6 +446,74 @@ static int bind_client(struct sl_proxy_call *call, const struct sl_config_client
     return SL_OK;
 }
 
+/* The body as JSON when it is a JSON object, quietly: NULL when it is not (caps decide). */
+static json_t *try_parse_body(struct sl_http_request *req)
+{
+    json_error_t jerr;
+    json_t *doc = json_loadb(req->body.base, req->body.len, JSON_REJECT_DUPLICATES, &jerr);
+    if (doc && !json_is_object(doc)) {
+        json_decref(doc);
+        doc = NULL;
+    }
+    return doc;
+}
+
+/* Does the body ask for a stream? (Without parsing it: `"stream"`, a colon, `true`.) */
+static bool asks_stream(struct sl_str body)
+{
+    static const char key[] = "\"stream\"";
+    const char *p = body.base, *end = body.base + body.len;
+    while (p && (p = memmem(p, (size_t)(end - p), key, sizeof(key) - 1)) != NULL) {
+        p += sizeof(key) - 1;
+        while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+            p++;
+        if (p >= end || *p != ':')
+            continue;
+        p++;
+        while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+            p++;
+        return end - p >= 4 && memcmp(p, "true", 4) == 0;
+    }
+    return false;
+}
+
+static bool limits_tokens(const struct sl_config_client *cl)
+{
+    if (cl->tpm)
+        return true;
+    for (size_t i = 0; i < cl->n_route_limits; i++)
+        if (cl->route_limits[i].tpm)
+            return true;
+    return cl->n_budgets > 0;
+}
+
+/* The client's and route's caps on the body, and what the request may cost. False after
+ * answering (a refused body). */
+static bool apply_caps(struct sl_proxy_call *call)
+{
+    struct sl_http_request *req = call->req;
+    call->kind = sl_policy_call_of(call->target.rest);
+    const struct sl_config_caps *cc = &call->client->caps, *rc = &call->route->caps;
+    bool caps = sl_policy_applies(cc, rc, call->kind);
+    if (call->doc == NULL && req->body.len && (caps || limits_tokens(call->client)))
+        call->doc = try_parse_body(req);
+    if (caps) {
+        struct sl_policy_refusal refusal;
+        if (sl_policy_apply(cc, rc, call->kind, call->doc, req->body.len, &call->body_changed,
+                            &refusal) != SL_OK) {
+            sl_proxy_call_end(call, refusal.status);
+            sl_http_respond_error(req, refusal.status,
+                                  refusal.status == 413 ? "RequestEntityTooLarge" : "BadRequest",
+                                  refusal.message);
+            return false;
+        }
+    }
+    call->estimate = sl_policy_estimate_tokens(call->doc, call->kind, req->body.len);
+    call->stream =
+        call->doc ? json_is_true(json_object_get(call->doc, "stream")) : asks_stream(req->body);
+    return true;
+}
+
 /* Serve req with conf: true when a call took over the reference to conf. */
 static bool serve(struct sl_http_request *req, struct sl_proxy_conf *conf)
 {
@@ -471,15 +537,25 @@ static bool serve(struct sl_http_request *req, struct sl_proxy_conf *conf)
                               "this path is not served by the gateway; see docs/api.md");
         return false;
     }
-    const struct sl_config_client *client = sl_config_find_client(cfg, client_key(&req->head));
-    if (client == NULL) {
-        sl_http_respond_error(req, 401, "401",
-                              "Access denied due to invalid subscription key or wrong API "
-                              "endpoint. Make sure to provide a valid key for an active "
-                              "subscription and use a correct regional API endpoint for your "
-                              "resource.");
+    const struct sl_config_client *client = NULL;
+    struct sl_buf denied;
+    sl_buf_init(&denied);
+    int err = sl_auth_identify(conf->auth, &req->head, (uint64_t)time(NULL), &client, &denied);
+    if (err != SL_OK) {
+        char msg[512];
+        snprintf(msg, sizeof(msg),
+                 "Access denied due to invalid subscription key or wrong API endpoint (%s). Make "
+                 "sure to provide a valid key for an active subscription and use a correct "
+                 "regional API endpoint for your resource.",
+                 denied.base ? denied.base : "out of memory");
+        sl_buf_dispose(&denied);
+        if (err == SL_ENOMEM)
+            sl_http_respond_error(req, 500, "InternalServerError", "out of memory");
+        else
+            sl_http_respond_error(req, 401, "401", msg);
         return false;
     }
+    sl_buf_dispose(&denied);
     bool is_models = t.surface == SL_PROXY_V1 && sl_str_eq(t.rest, SL_STR("models"));
     if (is_models && sl_str_eq(req->head.method, SL_STR("GET"))) {
         respond_models(req, cfg, client);
@@ -518,6 +594,8 @@ static bool serve(struct sl_http_request *req, struct sl_proxy_conf *conf)
         return false;
     }
     memset(call, 0, sizeof(*call));
+    call->arrival_unix_ms = sl_clock_unix_ms();
+    sl_usage_scanner_init(&call->usage);
     call->req = req;
     call->worker = sl_http_request_worker_data(req);
     call->conf = conf;
@@ -535,7 +613,7 @@ static bool serve(struct sl_http_request *req, struct sl_proxy_conf *conf)
     call->route = t.name.len ? sl_config_find_route(cfg, t.name)
                              : route_of_backend(cfg, client, call->pinned);
     if (call->route == NULL) {
-        sl_proxy_call_release(call);
+        sl_proxy_call_end(call, 404);
         respond_no_route(req);
         return true;
     }
@@ -545,21 +623,23 @@ static bool serve(struct sl_http_request *req, struct sl_proxy_conf *conf)
                  "client %s may not use the deployment %s; ask the gateway's operators to grant "
                  "it",
                  client->name, call->route->name);
-        sl_proxy_call_release(call);
+        sl_proxy_call_end(call, 403);
         sl_http_respond_error(req, 403, "PermissionDenied", msg);
         return true;
     }
     /* An OpenAI-style backend reads the model from the body: it must be set there. */
     if (call->doc == NULL && req->body.len && pool_has_type(cfg, call->route, SL_BACKEND_OPENAI) &&
         (call->doc = parse_body(req)) == NULL) {
-        sl_proxy_call_release(call);
+        sl_proxy_call_end(call, 400);
         return true;
     }
     if (bind_client(call, client) != SL_OK) {
-        sl_proxy_call_release(call);
+        sl_proxy_call_end(call, 500);
         sl_http_respond_error(req, 500, "InternalServerError", "out of memory");
         return true;
     }
+    if (!apply_caps(call) || !sl_proxy_admit(call))
+        return true; /* answered */
     sl_proxy_forward(call);
     return true;
 }

@@ -17,8 +17,10 @@ struct sl_proxy;
 /* A configuration's state, replaced by sl_proxy_swap (see below). */
 struct sl_proxy_conf;
 
-/* 0 and *out, or SL_ENOMEM. Takes a reference to cfg. workers: the runner's. */
-int sl_proxy_new(struct sl_config *cfg, unsigned workers, struct sl_proxy **out);
+/* 0 and *out; or an error with why saying what (the usage ledger's file cannot be opened, a
+ * JWT issuer's key cannot be read...). Takes a reference to cfg. workers: the runner's. */
+int sl_proxy_new(struct sl_config *cfg, unsigned workers, struct sl_proxy **out,
+                 struct sl_buf *why);
 void sl_proxy_free(struct sl_proxy *p);
 
 /*
@@ -27,9 +29,10 @@ void sl_proxy_free(struct sl_proxy *p);
  * with the configuration they started with. *old is the previous state:
  * release it with sl_proxy_conf_release once every worker has been through
  * its loop since the swap (a request handler may still be reading it until
- * then). 0, or SL_ENOMEM (nothing changed).
+ * then). 0, or an error with why (nothing changed: a key file cannot be read...).
  */
-int sl_proxy_swap(struct sl_proxy *p, struct sl_config *cfg, struct sl_proxy_conf **old);
+int sl_proxy_swap(struct sl_proxy *p, struct sl_config *cfg, struct sl_proxy_conf **old,
+                  struct sl_buf *why);
 void sl_proxy_conf_release(struct sl_proxy_conf *c);
 
 /* Runner hooks (data: the struct sl_proxy): each worker gets its own upstream client

@@ -409,7 +409,7 @@ void sl_sim_on_request(struct sl_http_request *req, void *endpoint_data)
 {
     struct sl_sim_endpoint *ep = endpoint_data;
     struct route rt;
-    atomic_store_explicit(&ep->last_request_ms, sl_sim_unix_ms(), memory_order_relaxed);
+    atomic_store_explicit(&ep->last_request_ms, sl_clock_unix_ms(), memory_order_relaxed);
     struct sl_sim_call *c = sl_arena_alloc(req->arena, sizeof(*c));
     if (c == NULL) {
         sl_http_respond_error(req, 500, "InternalServerError", "out of memory");

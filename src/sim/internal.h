@@ -454,9 +454,5 @@ void sl_sim_endpoint_reset(struct sl_sim_endpoint *ep);
 /* The "refuse" fault (refuse.c): stop listening on every worker for c->fault.duration_ms,
  * then reset the triggering request once no worker accepts connections any more. */
 void sl_sim_refuse(struct sl_sim_call *c);
-/* The value of name in a query string; not URL-decoded (api versions and
- * endpoint names need none). */
-/* Unix time in milliseconds. */
-uint64_t sl_sim_unix_ms(void);
 
 #endif

@@ -9,13 +9,6 @@
 #include <string.h>
 #include <time.h>
 
-uint64_t sl_sim_unix_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static int deployment_init(struct sl_sim_endpoint *ep, struct sl_sim_deployment *dep,
                            const struct sl_config_sim_deployment *d)
 {

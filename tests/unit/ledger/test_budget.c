@@ -256,7 +256,7 @@ static void test_client_added_later(void **state)
     struct sl_config *cfg2 = load_config(NULL, "clients:\n  - {name: newbie, keys: [" KEY
                                                "], budgets: [{window: month, tokens: "
                                                "1000}]}\n");
-    uint64_t now = sl_ledger_wall_ms();
+    uint64_t now = sl_clock_unix_ms();
     struct sl_ledger *l = open_ok(cfg, now);
     struct sl_ledger_record r = make_record("newbie", now, 700, 0);
     sl_ledger_add(l, NULL, &r); /* before the reload: no budgets */
