@@ -5,6 +5,7 @@
  */
 #include <time.h>
 
+#include "../load_test.h"
 #include "auth_test.h"
 #include "config/config.h"
 
@@ -85,13 +86,7 @@ static int group_setup(void **state)
                    "  - {name: gamma, jwt_issuer: hs, jwt_ids: [app-gamma, app-gamma-2]}\n"
                    "  - {name: delta, jwt_issuer: rsa2, jwt_ids: [app-alpha]}\n",
                    path_jwks, path_ec_pem, path_rsa_pem, hash);
-    struct sl_config_errors errs;
-    sl_config_errors_init(&errs);
-    int err = sl_config_load_buffer("t.yaml", y.base, y.len, &cfg, &errs);
-    if (err != SL_OK)
-        sl_config_errors_print(&errs, stderr);
-    assert_int_equal(err, SL_OK);
-    sl_config_errors_dispose(&errs);
+    cfg = unit_load_config(y.base, y.len);
     sl_buf_dispose(&y);
     struct sl_buf why;
     sl_buf_init(&why);

@@ -16,6 +16,8 @@
 
 #include <cmocka.h>
 
+#include "../load_test.h"
+
 #include "balance/internal.h"
 
 /* One loaded configuration with its balance and a worker; owned by the test. */
@@ -27,16 +29,7 @@ struct fixture {
 
 static inline void fixture_load(struct fixture *f, const char *yaml)
 {
-    struct sl_config_errors errs;
-    sl_config_errors_init(&errs);
-    f->cfg = NULL;
-    int err = sl_config_load_buffer("t.yaml", yaml, strlen(yaml), &f->cfg, &errs);
-    if (err != SL_OK) {
-        sl_config_errors_print(&errs, stderr);
-        sl_config_errors_dispose(&errs);
-        fail_msg("load failed: %s", sl_strerror(err));
-    }
-    sl_config_errors_dispose(&errs);
+    f->cfg = unit_load_config(yaml, strlen(yaml));
     assert_int_equal(sl_balance_new(f->cfg, &f->b), SL_OK);
     assert_int_equal(sl_balance_worker_new(f->b, &f->w), SL_OK);
 }

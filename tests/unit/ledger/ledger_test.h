@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "../load_test.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,17 +67,7 @@ static inline struct sl_config *load_config(const char *usage_extra, const char 
              "%s",
              db_path, usage_extra != NULL ? ", " : "", usage_extra != NULL ? usage_extra : "",
              more != NULL ? more : "");
-    struct sl_config *c = NULL;
-    struct sl_config_errors errs;
-    sl_config_errors_init(&errs);
-    int err = sl_config_load_buffer("t.yaml", yaml, strlen(yaml), &c, &errs);
-    if (err != SL_OK) {
-        fprintf(stderr, "%s", yaml);
-        sl_config_errors_print(&errs, stderr);
-        fail_msg("config load failed: %s", sl_strerror(err));
-    }
-    sl_config_errors_dispose(&errs);
-    return c;
+    return unit_load_config(yaml, strlen(yaml));
 }
 
 static inline struct sl_ledger *open_ok(const struct sl_config *cfg, uint64_t now_ms)

@@ -16,6 +16,8 @@
 
 #include <cmocka.h>
 
+#include "../load_test.h"
+
 #include "limit/internal.h"
 
 /* Two routes; clients follow, each starting with CLIENT_A.. (its name and a key of its own:
@@ -39,16 +41,7 @@ struct fixture {
 
 static inline void fixture_load(struct fixture *f, const char *yaml)
 {
-    struct sl_config_errors errs;
-    sl_config_errors_init(&errs);
-    f->cfg = NULL;
-    int err = sl_config_load_buffer("t.yaml", yaml, strlen(yaml), &f->cfg, &errs);
-    if (err != SL_OK) {
-        sl_config_errors_print(&errs, stderr);
-        sl_config_errors_dispose(&errs);
-        fail_msg("load failed: %s", sl_strerror(err));
-    }
-    sl_config_errors_dispose(&errs);
+    f->cfg = unit_load_config(yaml, strlen(yaml));
     assert_int_equal(sl_limiter_new(f->cfg, &f->l), SL_OK);
 }
 
