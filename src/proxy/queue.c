@@ -118,8 +118,11 @@ int sl_proxy_queue_wait(struct sl_proxy_call *call, uint64_t retry_at)
     if (q->max_length == 0 || q->max_wait_ms == 0 || call->pinned != SIZE_MAX || w == NULL)
         return SL_EAGAIN;
     uint64_t now = now_ms(w);
+    /* The wait counts from the first time the call waited: an attempt made meanwhile (sent
+     * when a backend reopened, throttled again) does not start it over. */
+    uint64_t wait_until = call->wait_until ? call->wait_until : now + q->max_wait_ms;
     /* No backend reopens within the wait: the client may as well know now. */
-    if (retry_at > now + q->max_wait_ms)
+    if (retry_at > wait_until)
         return SL_EAGAIN;
     /* How many of this route wait here, and the one a newcomer would displace: the lowest
      * priority, newest. */
@@ -139,7 +142,7 @@ int sl_proxy_queue_wait(struct sl_proxy_call *call, uint64_t retry_at)
         sl_proxy_give_up(last, last->retry_at);
     }
     call->retry_at = retry_at > now ? retry_at : now + 1;
-    call->wait_until = now + q->max_wait_ms;
+    call->wait_until = wait_until;
     /* After the wait, every backend may be tried again, those that failed it before too. */
     memset(call->tried, 0, SL_BALANCE_BITMAP_WORDS(call->cfg->n_backends) * sizeof(uint64_t));
     insert_call(w, call);
