@@ -21,11 +21,10 @@
 #include <openssl/pem.h>
 
 #include "auth/internal.h"
+#include "fuzz_input.h"
 
 #define NOW 1900000000ull
 #define SECRET "fuzz-secret-fuzz-secret-fuzz-secret!"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct sl_config *cfg;
 static struct sl_auth *auth;
@@ -129,12 +128,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size == 0)
         return 0;
     int mode = data[0] % 3;
-    /* An exact-size copy of the rest, so that any read past the end is caught. */
     size_t len = size - 1;
-    char *rest = malloc(len ? len : 1);
+    char *rest = fuzz_copy(data + 1, len);
     if (rest == NULL)
         return 0;
-    memcpy(rest, data + 1, len);
     struct sl_buf v;
     sl_buf_init(&v);
     if (mode == 0) {
