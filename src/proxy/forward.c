@@ -272,8 +272,8 @@ static bool may_retry(const struct sl_proxy_call *call, enum sl_balance_outcome 
     /* A call that creates or changes state may have done so unless the backend refused it
      * (429) or the connection never got as far as the request. */
     if (!is_idempotent(call))
-        return outcome == SL_BALANCE_THROTTLED || failure == SL_UPSTREAM_TLS ||
-               failure == SL_UPSTREAM_TIMEOUT_CONNECT;
+        return outcome == SL_BALANCE_THROTTLED || failure == SL_UPSTREAM_CONNECT ||
+               failure == SL_UPSTREAM_TLS || failure == SL_UPSTREAM_TIMEOUT_CONNECT;
     return true;
 }
 

@@ -29,6 +29,8 @@ const char *sl_upstream_failure_name(enum sl_upstream_failure f)
         return "ok";
     case SL_UPSTREAM_CONNECT:
         return "connect";
+    case SL_UPSTREAM_RESET:
+        return "reset";
     case SL_UPSTREAM_TLS:
         return "tls";
     case SL_UPSTREAM_TIMEOUT_CONNECT:

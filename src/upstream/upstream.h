@@ -19,7 +19,9 @@ struct sl_upstream_xfer;
 /* Why a transfer failed. */
 enum sl_upstream_failure {
     SL_UPSTREAM_OK,
-    SL_UPSTREAM_CONNECT,            /* DNS, refused, unreachable, reset before a response */
+    SL_UPSTREAM_CONNECT,            /* DNS, refused, unreachable: the request was not sent */
+    SL_UPSTREAM_RESET,              /* the connection failed once the request was (maybe) sent,
+                                     * before a response */
     SL_UPSTREAM_TLS,                /* handshake or certificate verification */
     SL_UPSTREAM_TIMEOUT_CONNECT,    /* connect_timeout_ms */
     SL_UPSTREAM_TIMEOUT_FIRST_BYTE, /* first_byte_timeout_ms: from request sent to the status line

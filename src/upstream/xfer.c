@@ -172,7 +172,7 @@ static enum sl_upstream_failure classify(const struct sl_upstream_xfer *x, CURLc
     case CURLE_GOT_NOTHING:
     case CURLE_HTTP2:
     case CURLE_HTTP2_STREAM:
-        return responded ? SL_UPSTREAM_PROTOCOL : SL_UPSTREAM_CONNECT;
+        return responded ? SL_UPSTREAM_PROTOCOL : SL_UPSTREAM_RESET;
     case CURLE_OUT_OF_MEMORY:
     case CURLE_URL_MALFORMAT:
     case CURLE_UNSUPPORTED_PROTOCOL:
@@ -230,8 +230,11 @@ static void describe(struct sl_upstream_xfer *x, enum sl_upstream_failure f, CUR
                 detail = strerror_r((int)os_errno, err, sizeof(err));
             snprintf(out, n, "could not connect to %s: %s", who, detail);
         } else {
-            snprintf(out, n, "connection to %s failed before a response: %s", who, detail);
+            snprintf(out, n, "connection to %s failed: %s", who, detail);
         }
+        return;
+    case SL_UPSTREAM_RESET:
+        snprintf(out, n, "connection to %s failed before a response: %s", who, detail);
         return;
     case SL_UPSTREAM_TLS:
         snprintf(out, n, "TLS with %s failed: %s", who, detail);

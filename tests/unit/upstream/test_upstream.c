@@ -1322,7 +1322,7 @@ static void test_canned_responses(void **state)
     assert_int_equal(cut->n_response, 1);
     assert_string_equal(cut->body.base, "ab");
 
-    assert_int_equal(nothing->failure, SL_UPSTREAM_CONNECT);
+    assert_int_equal(nothing->failure, SL_UPSTREAM_RESET);
     assert_int_equal(nothing->n_response, 0);
     assert_non_null(strstr(nothing->message, "before a response"));
 
