@@ -878,3 +878,118 @@ def start_routing(tmp_path):
 
 
 __all__ += ["RoutingEnv", "routing_endpoint", "routing_backend", "start_routing", "start_routing_env"]
+
+
+# ---- clients: grants, caps, limits, queueing, budgets -----------------------------------------------
+# For tests/integration/test_clients_*.py (besides test_clients_jwt.py).
+
+
+def client_entry(name, key, **kw):
+    """A clients[] entry identified by key (hashed here); kw sets any client key."""
+    c = {"name": name, "keys": [hash_key(key)]}
+    c.update(kw)
+    return c
+
+
+def reload_gateway(gw, timeout=10.0):
+    """Write gw.config to its file, send SIGHUP, and wait for the log to say how it went:
+    True when reloaded, False when the reload failed (the running configuration stays)."""
+    import signal as _signal
+
+    text = gw.stderr()
+    ok0, bad0 = text.count('"reloaded '), text.count("reload of ")
+    gw.config_path.write_text(gw.config_yaml() + "\n")
+    gw.signal(_signal.SIGHUP)
+    deadline = time.monotonic() + timeout
+    while True:
+        text = gw.stderr()
+        if text.count("reload of ") > bad0:
+            return False
+        if text.count('"reloaded ') > ok0:
+            return True
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no reload within {timeout}s:\n{text[-4000:]}")
+        time.sleep(0.05)
+
+
+def restart_gateway(gw):
+    """SIGTERM gw (it must exit 0), then start it again with the same file and ports."""
+    rc = gw.stop()
+    assert rc == 0, f"exit status {rc}:\n{gw.stderr()[-4000:]}"
+    gw.cleanup()
+    gw.start()
+    return gw
+
+
+class WebhookReceiver:
+    """A tiny HTTP server in a thread that records the JSON bodies POSTed to it (answers 204)."""
+
+    def __init__(self):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - the http.server API
+                n = int(self.headers.get("Content-Length") or 0)
+                data = self.rfile.read(n)
+                received.append({"path": self.path, "content_type": self.headers.get("Content-Type"), "body": data})
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/hooks/budget"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def bodies(self):
+        return [json.loads(r["body"]) for r in list(self.received)]
+
+    def wait(self, pred, timeout=10.0):
+        """The received JSON bodies matching pred, once there is one (bounded)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [b for b in self.bodies() if pred(b)]
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.02)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def ledger_rows(db, where="1", args=()):
+    """Rows of the usage ledger's requests table (dicts), oldest first."""
+    import sqlite3
+
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        con.row_factory = sqlite3.Row
+        return [dict(r) for r in con.execute(f"SELECT * FROM requests WHERE {where} ORDER BY rowid", args)]
+    finally:
+        con.close()
+
+
+def wait_ledger_rows(db, n, where="1", args=(), timeout=10.0):
+    """The ledger's rows matching where, once there are at least n (bounded)."""
+    deadline = time.monotonic() + timeout
+    rows = []
+    while True:
+        if os.path.exists(db):
+            try:
+                rows = ledger_rows(db, where, args)
+            except Exception:  # noqa: BLE001 - the file may be being created
+                rows = []
+            if len(rows) >= n:
+                return rows
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{len(rows)} ledger rows matching {where} {args}, expected {n}: {rows}")
+        time.sleep(0.05)
+
+
+__all__ += ["client_entry", "reload_gateway", "restart_gateway", "WebhookReceiver", "ledger_rows", "wait_ledger_rows"]
