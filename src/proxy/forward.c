@@ -323,18 +323,27 @@ static enum retry_result retry(struct sl_proxy_call *call, enum sl_balance_outco
         respond_unavailable(call, err, at);
         return RETRY_ANSWERED;
     }
-    if (err != SL_OK && outcome == SL_BALANCE_THROTTLED && call->attempts > 1) {
-        /* Every backend was tried and the last one throttled too: the client waits for the
-         * soonest of them, not the last one's. */
-        if (call->xfer) {
-            sl_upstream_cancel(call->xfer);
-            call->xfer = NULL;
-        }
+    if (err != SL_OK && outcome == SL_BALANCE_THROTTLED) {
+        /* Every backend was tried and the last one throttled too: the call waits for the
+         * soonest of them to reopen, when the queue takes it; otherwise the client is told
+         * that time (a lone backend's own 429 goes on as it is, with that time). */
         uint64_t at = soonest_reopen(call, own_reopen);
-        if (sl_proxy_queue_wait(call, at) == SL_OK)
+        struct sl_upstream_xfer *xfer = call->xfer;
+        call->xfer = NULL;
+        if (sl_proxy_queue_wait(call, at) == SL_OK) {
+            if (xfer)
+                sl_upstream_cancel(xfer);
             return RETRY_STARTED; /* it goes when a backend reopens */
-        respond_unavailable(call, SL_EAGAIN, at);
-        return RETRY_ANSWERED;
+        }
+        call->xfer = xfer;
+        if (call->attempts > 1) {
+            if (call->xfer) {
+                sl_upstream_cancel(call->xfer);
+                call->xfer = NULL;
+            }
+            respond_unavailable(call, SL_EAGAIN, at);
+            return RETRY_ANSWERED;
+        }
     }
     if (err != SL_OK)
         return RETRY_NOT_ALLOWED; /* the backend's own answer tells the most */

@@ -62,8 +62,8 @@ bool sl_proxy_front_door_ok(const struct sl_config *cfg, struct sl_http_request 
             ok = sl_str_eq(h->value, sl_str_from_cstr(fd->values[i]));
         if (!ok) {
             snprintf(why, why_size,
-                     "requests must come through this gateway's front door (a %s header it "
-                     "accepts is missing)",
+                     "requests must come through this gateway's front door (the %s header is "
+                     "missing or has a value it does not accept)",
                      fd->header);
             return false;
         }

@@ -230,11 +230,6 @@ def test_payg_only_client_never_reaches_ptu(start_routing):
     assert env.seen("ep-ptu") == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a one-backend pool passes its backend's 429 on instead of waiting: retry() in "
-    "src/proxy/forward.c queues only when `call->attempts > 1` after the pool is exhausted",
-)
 def test_one_backend_pool_waits_too(start_routing):
     env = queue_env(start_routing, routes=[{"name": "gpt-4o", "backend": "b1"}])
     env.faults("ep", [rt_fault("status", status=429, retry_after_ms=RETRY_MS, count=1)])
