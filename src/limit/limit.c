@@ -250,3 +250,46 @@ void sl_limiter_settle(struct sl_limiter *l, struct sl_limit_ticket *ticket, uin
         if (w[k] != NULL)
             sl_limit_window_adjust(w[k], ticket->at_ms, ticket->tokens, tokens, now_ms);
 }
+
+/* Copy what old has counted into w (both exist; their limits may differ). */
+static void copy_window(struct sl_limit_window *w, struct sl_limit_window *old)
+{
+    if (w == NULL || old == NULL)
+        return;
+    for (size_t i = 0; i < SL_LIMIT_SLOTS; i++)
+        atomic_store(&w->slots[i], atomic_load(&old->slots[i]));
+    atomic_store(&w->swept, atomic_load(&old->swept));
+    atomic_store(&w->total, atomic_load(&old->total));
+}
+
+static const struct sl_limit_route *route_named(const struct sl_limiter *l,
+                                                const struct sl_limit_client *c, const char *name)
+{
+    for (size_t k = 0; k < c->n_routes; k++)
+        if (strcmp(l->cfg->routes[c->routes[k].route].name, name) == 0)
+            return &c->routes[k];
+    return NULL;
+}
+
+void sl_limiter_adopt(struct sl_limiter *l, struct sl_limiter *old)
+{
+    for (size_t i = 0; i < l->cfg->n_clients; i++) {
+        const char *name = l->cfg->clients[i].name;
+        size_t j = 0;
+        while (j < old->cfg->n_clients && strcmp(old->cfg->clients[j].name, name) != 0)
+            j++;
+        if (j == old->cfg->n_clients)
+            continue;
+        struct sl_limit_client *c = &l->clients[i], *o = &old->clients[j];
+        copy_window(c->rpm, o->rpm);
+        copy_window(c->tpm, o->tpm);
+        for (size_t k = 0; k < c->n_routes; k++) {
+            const struct sl_limit_route *r =
+                route_named(old, o, l->cfg->routes[c->routes[k].route].name);
+            if (r) {
+                copy_window(c->routes[k].rpm, r->rpm);
+                copy_window(c->routes[k].tpm, r->tpm);
+            }
+        }
+    }
+}

@@ -20,6 +20,10 @@ struct sl_limiter;
 int sl_limiter_new(const struct sl_config *cfg, struct sl_limiter **out);
 void sl_limiter_free(struct sl_limiter *l);
 
+/* After a configuration reload: l (new, not yet in use) takes over what old has counted for
+ * the clients (and their routes) both configurations have, by name; the new limits apply. */
+void sl_limiter_adopt(struct sl_limiter *l, struct sl_limiter *old);
+
 /* An admitted request's charge, to settle later. Plain data: lives in the request. */
 struct sl_limit_ticket {
     size_t client, route; /* indices into cfg->clients and cfg->routes */

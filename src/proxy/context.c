@@ -110,6 +110,7 @@ int sl_proxy_swap(struct sl_proxy *p, struct sl_config *cfg, struct sl_proxy_con
         return err;
     struct sl_proxy_conf *prev = atomic_load(&p->current);
     sl_balance_adopt(c->balance, prev->balance);
+    sl_limiter_adopt(c->limiter, prev->limiter);
     atomic_store_explicit(&p->current, c, memory_order_release);
     *old = prev;
     return SL_OK;

@@ -127,6 +127,29 @@ static void test_route_limits(void **state)
     fixture_free(&f);
 }
 
+/* A reload keeps what was counted, by client and route name, under the new limits. */
+static void test_adopt(void **state)
+{
+    struct fixture old, next;
+    fixture_load(&old, LIMIT_BASE CLIENT_B
+                 ", rpm: 10}\n" CLIENT_A ", rpm: 10, route_limits: [{route: mini, tpm: 1000}]}\n");
+    for (int i = 0; i < 4; i++)
+        admit_ok(&old, 1, MINI, 200, 0, NULL);
+    admit_ok(&old, 0, BIG, 0, 0, NULL);
+    /* Client a is first now, with a lower rpm; b is gone. */
+    fixture_load(&next, LIMIT_BASE CLIENT_A ", rpm: 6, route_limits: [{route: mini, tpm: 900}]}\n");
+    sl_limiter_adopt(next.l, old.l);
+    struct sl_limit_status st;
+    admit_ok(&next, 0, MINI, 100, 0, &st);
+    assert_int_equal(st.remaining_requests, 1);
+    assert_int_equal(st.remaining_tokens, 0);
+    admit_refused(&next, 0, MINI, 1, 0, "route tpm");
+    admit_ok(&next, 0, BIG, 0, 0, NULL);
+    admit_refused(&next, 0, BIG, 0, 0, "rpm");
+    fixture_free(&next);
+    fixture_free(&old);
+}
+
 /* The route refuses after the client's windows were reserved: they are given back. */
 static void test_refusal_rolls_back(void **state)
 {
@@ -305,11 +328,12 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rpm_exact),           cmocka_unit_test(test_window_slides),
         cmocka_unit_test(test_tpm_estimates),       cmocka_unit_test(test_request_larger_than_tpm),
-        cmocka_unit_test(test_route_limits),        cmocka_unit_test(test_refusal_rolls_back),
-        cmocka_unit_test(test_longest_wait_named),  cmocka_unit_test(test_settle_gives_back),
-        cmocka_unit_test(test_settle_to_nothing),   cmocka_unit_test(test_settle_adds),
-        cmocka_unit_test(test_settle_after_expiry), cmocka_unit_test(test_clients_independent),
-        cmocka_unit_test(test_no_limits),           cmocka_unit_test(test_each_route_its_own),
+        cmocka_unit_test(test_route_limits),        cmocka_unit_test(test_adopt),
+        cmocka_unit_test(test_refusal_rolls_back),  cmocka_unit_test(test_longest_wait_named),
+        cmocka_unit_test(test_settle_gives_back),   cmocka_unit_test(test_settle_to_nothing),
+        cmocka_unit_test(test_settle_adds),         cmocka_unit_test(test_settle_after_expiry),
+        cmocka_unit_test(test_clients_independent), cmocka_unit_test(test_no_limits),
+        cmocka_unit_test(test_each_route_its_own),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
