@@ -1,5 +1,6 @@
 /* sluice: subcommand dispatch only. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "config/config.h"
@@ -141,7 +142,8 @@ static int cmd_status(int argc, char **argv)
         "Show a running gateway's routes and backends: each backend's circuit (closed, open,\n"
         "half-open), until when and why, requests in flight and recent outcomes. It asks the\n"
         "gateway's admin listener: ADDR (e.g. 127.0.0.1:9090), or the admin_listen of FILE,\n"
-        "or else that of the built-in configuration. --json prints the answer as it is.\n";
+        "or else that of the built-in configuration. --json prints the answer as it is.\n"
+        "The admin_token, when the listener needs one, is FILE's, or SLUICE_ADMIN_TOKEN's.\n";
     const char *admin = NULL, *path = NULL;
     bool json = false;
     for (int i = 0; i < argc; i++) {
@@ -161,6 +163,10 @@ static int cmd_status(int argc, char **argv)
     if (admin && path)
         return bad_usage("status: give --admin or --config, not both%s", "");
     struct sl_config_addr addr;
+    char token[257] = "";
+    const char *env_token = getenv("SLUICE_ADMIN_TOKEN");
+    if (env_token)
+        snprintf(token, sizeof(token), "%s", env_token);
     if (admin) {
         struct sl_buf why;
         sl_buf_init(&why);
@@ -175,9 +181,11 @@ static int cmd_status(int argc, char **argv)
         if (load_config(path, &cfg) != SL_OK)
             return 1;
         addr = cfg->admin_listen;
+        if (cfg->admin_token)
+            snprintf(token, sizeof(token), "%s", cfg->admin_token);
         sl_config_unref(cfg);
     }
-    return sl_gateway_print_status(&addr, json, stdout, stderr);
+    return sl_gateway_print_status(&addr, token[0] ? token : NULL, json, stdout, stderr);
 }
 
 static int cmd_check_config(int argc, char **argv)

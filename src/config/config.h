@@ -327,6 +327,9 @@ struct sl_config {
     struct sl_config_addr *listen; /* n_listen public listeners */
     size_t n_listen;
     struct sl_config_addr admin_listen;
+    /* The bearer token the admin listener requires (of all but /healthz and the console's
+     * static files); NULL: none (admin_listen is then on loopback). */
+    char *admin_token;
     unsigned workers; /* resolved: never 0 (0 in the file means one per core) */
     struct sl_config_limits limits;
     struct sl_config_log log;

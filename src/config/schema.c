@@ -4,6 +4,9 @@
  * add a setting, add a member to config.h and a row here, then regenerate
  * docs/config.md.
  */
+#include <arpa/inet.h>
+#include <string.h>
+
 #include <uv.h>
 
 #include "config/schema.h"
@@ -59,6 +62,19 @@ static const struct sl_cfg_field fields[] = {
         .doc = "Address of the admin endpoints (health, metrics, console). It must not share a "
                "port with any `listen` address: keep it off the public network.",
         SL_CFG_MEMBER(struct sl_config, admin_listen),
+    },
+    {
+        .name = "admin_token",
+        .type = SL_CFG_STRING,
+        .min = 16,
+        .max = 256,
+        .doc = "A secret that requests to the admin listener must carry as `Authorization: "
+               "Bearer TOKEN` (all but `/healthz` and the console's page itself); others are "
+               "answered 401. Required when `admin_listen` is not a loopback address; write "
+               "it as `${SLUICE_ADMIN_TOKEN}` to keep it out of the file. Changes apply at a "
+               "restart.",
+        SL_CFG_MEMBER(struct sl_config, admin_token),
+        .check = sl_cfg_check_text,
     },
     {
         .name = "workers",
@@ -418,6 +434,19 @@ static const struct sl_cfg_section sections[] = {
     {"simulator", "`simulator`: simulated Azure OpenAI endpoints", sl_cfg_sim_doc},
 };
 
+/* 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104: reachable from this machine only. */
+static bool addr_is_loopback(const struct sl_config_addr *a)
+{
+    unsigned char b[16];
+    if (inet_pton(AF_INET, a->host, b) == 1)
+        return b[0] == 127;
+    if (inet_pton(AF_INET6, a->host, b) != 1)
+        return false;
+    static const unsigned char one[16] = {[15] = 1};
+    static const unsigned char mapped[12] = {[10] = 0xff, [11] = 0xff};
+    return memcmp(b, one, 16) == 0 || (memcmp(b, mapped, 12) == 0 && b[12] == 127);
+}
+
 static void finish(void *obj, struct sl_cfg_check *chk)
 {
     struct sl_config *c = obj;
@@ -441,6 +470,18 @@ static void finish(void *obj, struct sl_cfg_check *chk)
             sl_buf_dispose(&pub);
             break;
         }
+    }
+    if (sl_cfg_check_usable(chk, "admin_listen") && sl_cfg_check_usable(chk, "admin_token") &&
+        c->admin_token == NULL && !addr_is_loopback(&c->admin_listen)) {
+        struct sl_buf admin;
+        sl_buf_init(&admin);
+        sl_config_addr_format(&c->admin_listen, &admin);
+        sl_cfg_check_error(chk, "admin_listen",
+                           "admin_listen %s is not a loopback address: set admin_token (e.g. "
+                           "admin_token: ${SLUICE_ADMIN_TOKEN}), which every admin request "
+                           "must then carry, or listen on 127.0.0.1",
+                           admin.base ? admin.base : "");
+        sl_buf_dispose(&admin);
     }
     sl_cfg_gateway_finish(c, chk);
     sl_cfg_sim_check_listeners(c, chk);

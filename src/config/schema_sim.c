@@ -529,7 +529,8 @@ void sl_cfg_sim_check_listeners(const struct sl_config *c, struct sl_cfg_check *
  * defaults and checks as a user's configuration. admin_listen moves next to
  * the endpoint (port + 1, or port - 1 at 65535) so that a simulator started
  * beside a gateway on its defaults does not take the gateway's admin port
- * 9090; the gateway's `listen`, unused by the simulator, keeps its default
+ * 9090 (on 127.0.0.1 or ::1 when the endpoint is not on loopback: it has
+ * no admin_token); the gateway's `listen`, unused by the simulator, keeps its default
  * :8080 unless the endpoint or that admin port need it, when it moves to
  * the next free port so that the configuration stays valid.
  */
@@ -545,6 +546,11 @@ int sl_config_load_sim_default(const struct sl_config_addr *addr, struct sl_conf
     *out = NULL;
 
     admin.port = addr->port < 65535 ? (uint16_t)(addr->port + 1) : (uint16_t)(addr->port - 1);
+    /* The control API injects failures and has no token here: it stays on this machine even
+     * when the endpoint listens on the network. */
+    if (strncmp(addr->host, "127.", 4) != 0 && strcmp(addr->host, "::1") != 0)
+        snprintf(admin.host, sizeof(admin.host), "%s",
+                 strchr(addr->host, ':') ? "::1" : "127.0.0.1");
     while (gateway_port == addr->port || gateway_port == admin.port)
         gateway_port++;
     if ((err = sl_config_addr_format(addr, &listen)) != SL_OK)

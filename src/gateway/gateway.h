@@ -21,10 +21,11 @@ enum sl_gateway_mode {
  * graceful shutdown, 1 when it could not start). Takes its own reference to cfg. */
 int sl_gateway_run(struct sl_config *cfg, enum sl_gateway_mode mode);
 
-/* `sluice status`: GET /sluice/status from the admin listener at admin and print it to out,
- * as tables of routes and backends, or as the JSON itself when json. Problems (cannot
- * connect, not a sluice gateway, bad answer) go to err, naming the address. Returns the
- * process exit code: 0 printed, 1 not. */
-int sl_gateway_print_status(const struct sl_config_addr *admin, bool json, FILE *out, FILE *err);
+/* `sluice status`: GET /sluice/status from the admin listener at admin (with the admin_token
+ * token, unless NULL) and print it to out, as tables of routes and backends, or as the JSON
+ * itself when json. Problems (cannot connect, not a sluice gateway, bad answer) go to err,
+ * naming the address. Returns the process exit code: 0 printed, 1 not. */
+int sl_gateway_print_status(const struct sl_config_addr *admin, const char *token, bool json,
+                            FILE *out, FILE *err);
 
 #endif

@@ -1,7 +1,8 @@
 /*
  * What the gateway answers on its listeners. Public: /healthz (the process
  * is up), /readyz (it can serve: routes have backends), and the proxied
- * API. Admin: /healthz, /sluice/status, and the simulator's control API.
+ * API. Admin: /healthz, /sluice/status, the web console (/console/), and the
+ * simulator's control API; with an admin_token, only for those who send it.
  */
 #include "gateway/internal.h"
 
@@ -41,8 +42,12 @@ void sl_gateway_on_public_request(struct sl_http_request *req, void *data)
 void sl_gateway_on_admin_request(struct sl_http_request *req, void *data)
 {
     struct sl_gateway_admin *admin = data;
+    if (!sl_gateway_admin_allowed(req, admin->cfg))
+        return; /* answered 401 or 403 */
     if (sl_str_eq(req->head.path, SL_STR("/healthz")))
         respond_health(req);
+    else if (sl_console_owns(req->head.path))
+        sl_console_on_request(req, admin->cfg, admin->proxy != NULL);
     else if (admin->proxy && sl_str_eq(req->head.path, SL_STR("/sluice/status")))
         sl_proxy_on_status(req, admin->proxy);
     else if (admin->sim == NULL || !sl_sim_on_admin_request(admin->sim, req))

@@ -2,6 +2,7 @@
 #ifndef SL_GATEWAY_INTERNAL_H
 #define SL_GATEWAY_INTERNAL_H
 
+#include "console/console.h"
 #include "gateway/gateway.h"
 #include "http/http.h"
 #include "proxy/proxy.h"
@@ -22,6 +23,10 @@ struct sl_gateway_reload {
     struct sl_http_runner *runner;   /* borrowed */
     unsigned workers;
 };
+
+/* Whether req may use the admin listener (admin_access.c): true, or false once it has been
+ * answered (401 without the admin token, 403 for a cross-origin browser request). */
+bool sl_gateway_admin_allowed(struct sl_http_request *req, const struct sl_config *cfg);
 
 void sl_gateway_on_public_request(struct sl_http_request *req, void *data);
 void sl_gateway_on_admin_request(struct sl_http_request *req, void *data);

@@ -28,7 +28,8 @@
 struct status_target {
     struct sockaddr_storage sa;
     socklen_t salen;
-    char text[80]; /* "127.0.0.1:9090" or "[::1]:9090" */
+    char text[80];     /* "127.0.0.1:9090" or "[::1]:9090" */
+    const char *token; /* the admin_token to send; NULL: none */
 };
 
 /* The parts of an HTTP answer status needs. body views into the answer or into dechunked. */
@@ -316,8 +317,12 @@ static int fetch(const struct status_target *t, struct sl_buf *raw, FILE *err)
     sl_buf_init(&req);
     rc = sl_buf_appendf(&req,
                         "GET " STATUS_PATH " HTTP/1.1\r\nHost: %s\r\nAccept: application/json\r\n"
-                        "User-Agent: sluice-status\r\nConnection: close\r\n\r\n",
+                        "User-Agent: sluice-status\r\nConnection: close\r\n",
                         t->text);
+    if (rc == SL_OK && t->token)
+        rc = sl_buf_appendf(&req, "Authorization: Bearer %s\r\n", t->token);
+    if (rc == SL_OK)
+        rc = sl_buf_append(&req, "\r\n", 2);
     uint64_t deadline = now_ms() + STATUS_ANSWER_MS;
     if (rc == SL_OK)
         rc = send_all(fd, req.base, req.len, deadline);
@@ -353,9 +358,11 @@ static void report_not_ok(const struct status_target *t, const struct status_ans
     fprintf(err, "sluice: status: %s answered %d %.*s to GET " STATUS_PATH "%s%s%s\n", t->text,
             a->status, (int)SL_MIN(a->reason.len, (size_t)80), a->reason.base, msg ? ": " : "",
             msg ? msg : "",
-            a->status == 404 ? " (is this the admin_listen of a sluice gateway, not of `sluice "
-                               "sim`?)"
-                             : "");
+            a->status == 404   ? " (is this the admin_listen of a sluice gateway, not of `sluice "
+                                 "sim`?)"
+            : a->status == 401 ? " (give the configuration with --config FILE, or the token in "
+                                 "SLUICE_ADMIN_TOKEN)"
+                               : "");
     json_decref(body);
 }
 
@@ -635,7 +642,8 @@ fail:
     return rc;
 }
 
-int sl_gateway_print_status(const struct sl_config_addr *admin, bool json, FILE *out, FILE *err)
+int sl_gateway_print_status(const struct sl_config_addr *admin, const char *token, bool json,
+                            FILE *out, FILE *err)
 {
     struct status_target t;
     struct sl_buf raw;
@@ -648,6 +656,7 @@ int sl_gateway_print_status(const struct sl_config_addr *admin, bool json, FILE 
                 (unsigned)admin->port);
         goto fail;
     }
+    t.token = token;
     rc = fetch(&t, &raw, err);
     if (rc != SL_OK)
         goto fail;

@@ -126,9 +126,9 @@ static void test_unknown_key(void **state)
     expect_error(3, 1, "wokers", "unknown key \"wokers\" (did you mean \"workers\"?)");
     expect_error(4, 1, "max_connections", "it belongs in the \"limits:\" section");
     expect_error(5, 1, "upstreams",
-                 "unknown key \"upstreams\"; valid keys here: listen, admin_listen, workers, "
-                 "limits, log, backends, routes, clients, backend_header, jwt_issuers, prices, "
-                 "front_door, queue, usage, alerts, routing, simulator");
+                 "unknown key \"upstreams\"; valid keys here: listen, admin_listen, admin_token, "
+                 "workers, limits, log, backends, routes, clients, backend_header, jwt_issuers, "
+                 "prices, front_door, queue, usage, alerts, routing, simulator");
     expect_error(6, 1, "limits.idle_timeout", "nested mappings");
     assert_int_equal(errs.n, 5);
 }

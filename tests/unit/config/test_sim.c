@@ -518,15 +518,19 @@ static void test_sim_default(void **state)
     expect_deployment(&ep->deployments[3], "text-embedding-3-small", "1", SL_SIM_KIND_EMBEDDINGS);
     sl_config_unref(c);
 
-    /* IPv6 and the wildcard host keep admin on the same host. */
+    /* Loopback keeps admin on the same host; any other address puts it on loopback: the
+     * control API has no admin_token. */
     c = sim_default("::1", 7000);
     assert_string_equal(c->admin_listen.host, "::1");
     assert_int_equal(c->admin_listen.port, 7001);
     assert_string_equal(c->simulator.endpoints[0].listen.host, "::1");
     sl_config_unref(c);
     c = sim_default("0.0.0.0", 7000);
-    assert_string_equal(c->admin_listen.host, "0.0.0.0");
+    assert_string_equal(c->admin_listen.host, "127.0.0.1");
     assert_int_equal(c->admin_listen.port, 7001);
+    sl_config_unref(c);
+    c = sim_default("::", 7000);
+    assert_string_equal(c->admin_listen.host, "::1");
     sl_config_unref(c);
 
     /* The last port has no port + 1: admin goes below it. */
