@@ -42,6 +42,14 @@ struct sl_http_server_options {
     void *worker_data; /* per-loop state, for sl_http_request_worker_data */
 };
 
+/* What a handler adds to its request's access-log line: who used how much. */
+struct sl_http_log_usage {
+    const char *client, *route, *backend; /* NULL: left out */
+    uint64_t prompt_tokens, completion_tokens, total_tokens;
+    uint64_t cost_micros; /* millionths of USD */
+    bool estimated;       /* the counts are an estimate (the backend reported none) */
+};
+
 /* A request as the handler sees it. Views point into connection buffers and
  * stay valid until sl_http_finish(). */
 struct sl_http_request {
@@ -53,6 +61,9 @@ struct sl_http_request {
     struct sl_http_conn *conn;
     struct sl_http_server *server;
     bool is_head; /* HEAD request: the writer drops body bytes */
+    /* Set by the handler when it has usage to log; it and its strings must stay valid
+     * until sl_http_finish() (e.g. in the arena). NULL: none. */
+    const struct sl_http_log_usage *log_usage;
 };
 
 int sl_http_server_new(uv_loop_t *loop, const struct sl_http_server_options *opts,

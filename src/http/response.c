@@ -78,6 +78,7 @@ void sl_response_reset(struct sl_http_conn *c)
     c->on_drain = NULL;
     c->on_abort = NULL;
     c->cb_data = NULL;
+    c->req.log_usage = NULL;
 }
 
 #define APPEND_LIT(b, lit) sl_buf_append((b), (lit), sizeof(lit) - 1)

@@ -173,6 +173,30 @@ static void on_log_prepare(uv_prepare_t *h)
     flush_log(h->data);
 }
 
+/* A JSON string field ,"name":"value" when value is set. */
+static void append_log_string(struct sl_buf *b, const char *name, const char *value)
+{
+    if (value == NULL)
+        return;
+    sl_buf_appendf(b, ",\"%s\":\"", name);
+    sl_buf_append_json_escaped(b, sl_str_from_cstr(value));
+    sl_buf_append(b, "\"", 1);
+}
+
+/* Who the request was for and what it used, as the handler said. */
+static void append_log_usage(struct sl_buf *b, const struct sl_http_log_usage *u)
+{
+    append_log_string(b, "client", u->client);
+    append_log_string(b, "route", u->route);
+    append_log_string(b, "backend", u->backend);
+    sl_buf_appendf(b,
+                   ",\"prompt_tokens\":%llu,\"completion_tokens\":%llu,\"total_tokens\":%llu,"
+                   "\"cost_micros\":%llu,\"estimated\":%s",
+                   (unsigned long long)u->prompt_tokens, (unsigned long long)u->completion_tokens,
+                   (unsigned long long)u->total_tokens, (unsigned long long)u->cost_micros,
+                   u->estimated ? "true" : "false");
+}
+
 void sl_server_log_access(struct sl_http_server *s, struct sl_http_conn *c)
 {
     if (!s->access_log)
@@ -201,6 +225,8 @@ void sl_server_log_access(struct sl_http_server *s, struct sl_http_conn *c)
     sl_buf_append_u64(b, c->bytes_total);
     sl_buf_append(b, ",\"duration_us\":", 15);
     sl_buf_append_u64(b, dur);
+    if (c->req.log_usage)
+        append_log_usage(b, c->req.log_usage);
     sl_buf_append(b, "}\n", 2);
     if (b->len >= SL_ACCESS_LOG_FLUSH_BYTES)
         flush_log(s);

@@ -14,6 +14,10 @@
 #include <curl/curl.h>
 #include <sqlite3.h>
 
+/* The file's marks (store.c): PRAGMA application_id 'SLCE' and user_version. */
+#define SL_LEDGER_APP_ID 0x534c4345
+#define SL_LEDGER_SCHEMA_VERSION 1
+
 /* ---- bounded multi-producer queue (Vyukov's bounded MPMC ring) ----
  * Each cell has a sequence number that says whose turn it is: pos for the
  * producer that claims position pos, pos + 1 once that producer has filled

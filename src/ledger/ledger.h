@@ -66,4 +66,54 @@ struct sl_budget_refusal {
 int sl_ledger_budget_check(struct sl_ledger *l, const struct sl_config_client *client,
                            uint64_t now_unix_ms, struct sl_budget_refusal *refusal);
 
+/* ---- reports (report.c, report_format.c): read the file, never write it ---- */
+
+enum sl_ledger_group {
+    SL_LEDGER_BY_CLIENT,
+    SL_LEDGER_BY_ROUTE,
+    SL_LEDGER_BY_BACKEND,
+    SL_LEDGER_BY_MODEL,
+    SL_LEDGER_BY_DAY, /* UTC calendar day of the request's arrival */
+};
+
+/* Which requests a report covers and how it groups them. */
+struct sl_ledger_report_query {
+    uint64_t from_ms, to_ms; /* arrival time in [from_ms, to_ms), Unix milliseconds */
+    enum sl_ledger_group by;
+};
+
+/* The defaults: the last 7 days up to now_ms, by client. */
+void sl_ledger_report_query_init(struct sl_ledger_report_query *q, uint64_t now_ms);
+/* "client", "route", "backend", "model", "day": SL_OK, or SL_EINVAL. */
+int sl_ledger_group_parse(struct sl_str s, enum sl_ledger_group *out);
+const char *sl_ledger_group_name(enum sl_ledger_group g);
+/* A report time: an RFC 3339 date ("2026-11-26", its 00:00 UTC) or date-time
+ * ("2026-11-26T10:00:00Z", "...10:00:00.5+02:00"), or a time before now_ms ("90m", "24h",
+ * "7d", "30s"): SL_OK and *out_ms, or SL_EINVAL. */
+int sl_ledger_parse_time(struct sl_str s, uint64_t now_ms, uint64_t *out_ms);
+/* A query string's from, to and by (percent-encoded, as in a URL) over the defaults in q:
+ * SL_OK, or SL_EINVAL with why naming the parameter. Other parameters are ignored. */
+int sl_ledger_report_query_parse(struct sl_str query, uint64_t now_ms,
+                                 struct sl_ledger_report_query *q, struct sl_buf *why);
+
+/*
+ * The report of the ledger file db for q, as JSON appended to out:
+ *   {"from":RFC3339,"to":RFC3339,"by":"client","groups":[ROW...],"total":ROW}
+ * ROW: {"key","requests","errors","prompt_tokens","cached_tokens","completion_tokens",
+ * "reasoning_tokens","total_tokens","latency_p50_ms","latency_p95_ms","ttft_p50_ms",
+ * "ttft_p95_ms","cost_micros","cost_usd","estimated"}, groups sorted by key. The file is
+ * opened read-only (never created). SL_OK; SL_ENOTFOUND (no such file), SL_EINVAL (not a
+ * sluice ledger, corrupt) or SL_EIO, with why saying so and naming the file.
+ */
+int sl_ledger_report(const char *db, const struct sl_ledger_report_query *q, struct sl_buf *out,
+                     struct sl_buf *why);
+
+enum sl_ledger_format { SL_LEDGER_TABLE, SL_LEDGER_CSV, SL_LEDGER_JSON };
+/* "table", "csv", "json": SL_OK, or SL_EINVAL. */
+int sl_ledger_format_parse(struct sl_str s, enum sl_ledger_format *out);
+/* A report (sl_ledger_report's JSON) as an aligned table with a total line, as CSV (a
+ * header and one line per group, no total), or as the JSON itself with a newline. SL_OK,
+ * SL_EINVAL (not such JSON) or SL_ENOMEM. */
+int sl_ledger_report_format(struct sl_str json, enum sl_ledger_format format, struct sl_buf *out);
+
 #endif

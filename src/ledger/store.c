@@ -12,10 +12,6 @@
 
 #include <string.h>
 
-/* 'SLCE' */
-#define SL_LEDGER_APP_ID 0x534c4345
-#define SL_LEDGER_SCHEMA_VERSION 1
-
 static const char schema_sql[] =
     "CREATE TABLE requests(\n"
     "  time_unix_ms INTEGER NOT NULL, request_id TEXT, client TEXT, route TEXT, backend TEXT,\n"

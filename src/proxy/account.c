@@ -93,6 +93,27 @@ static void put(char *dst, size_t size, const char *src)
     snprintf(dst, size, "%s", src ? src : "");
 }
 
+/* The access-log line's usage fields: copies in the request's arena, since the configuration
+ * the names come from may be gone by the time the line is written. */
+static void log_usage(struct sl_proxy_call *call, const struct sl_usage *u, bool estimated)
+{
+    struct sl_arena *arena = call->req->arena;
+    struct sl_http_log_usage *l = call->client ? sl_arena_alloc(arena, sizeof(*l)) : NULL;
+    if (l == NULL)
+        return;
+    const struct sl_config_backend *b = call->backend;
+    memset(l, 0, sizeof(*l));
+    l->client = sl_arena_strdup(arena, sl_str_from_cstr(call->client->name));
+    l->route = call->route ? sl_arena_strdup(arena, sl_str_from_cstr(call->route->name)) : NULL;
+    l->backend = b ? sl_arena_strdup(arena, sl_str_from_cstr(b->name)) : NULL;
+    l->prompt_tokens = u->prompt;
+    l->completion_tokens = u->completion;
+    l->total_tokens = u->total;
+    l->cost_micros = b ? sl_usage_cost(call->cfg, b->model, u) : 0;
+    l->estimated = estimated;
+    call->req->log_usage = l;
+}
+
 void sl_proxy_account(struct sl_proxy_call *call)
 {
     struct sl_usage u = sl_usage_scanner_result(&call->usage);
@@ -109,6 +130,7 @@ void sl_proxy_account(struct sl_proxy_call *call)
     }
     if (call->ticket.active)
         sl_limiter_settle(call->conf->limiter, &call->ticket, u.total, now_ms(call));
+    log_usage(call, &u, estimated);
     struct sl_ledger *ledger = call->conf->ledger;
     if (ledger == NULL || call->client == NULL)
         return;

@@ -475,6 +475,11 @@ static void on_response(void *data, int status, const struct sl_http_header *hea
     call->responded = true;
     call->status = status;
     call->first_byte_ms = now;
+    /* A stream whose usage chunk the client did not ask for loses it on the way, so its
+     * length is no longer the backend's. */
+    call->filtering = call->hide_usage && status >= 200 && status < 300;
+    if (call->filtering)
+        has_length = false;
     sl_http_start_response(req, status, out, out ? m : 0,
                            has_length ? SL_HTTP_FRAMING_LENGTH : SL_HTTP_FRAMING_CHUNKED, length);
     /* A stream's head goes out now: its client must not wait for the first
@@ -482,6 +487,14 @@ static void on_response(void *data, int status, const struct sl_http_header *hea
     if (!has_length || length == 0)
         sl_http_flush(req);
     leave(call);
+}
+
+/* What the usage-chunk filter lets through, to the client. */
+static void write_filtered(void *arg, const char *bytes, size_t len)
+{
+    struct sl_proxy_call *call = arg;
+    if (!call->finish_pending)
+        sl_http_write(call->req, bytes, len);
 }
 
 static bool on_body(void *data, const char *bytes, size_t len)
@@ -501,7 +514,10 @@ static bool on_body(void *data, const char *bytes, size_t len)
     }
     sl_usage_scanner_feed(&call->usage, bytes, len);
     if (!call->finish_pending) {
-        sl_http_write(call->req, bytes, len);
+        if (call->filtering)
+            sl_sse_filter_feed(&call->sse, bytes, len, write_filtered, call);
+        else
+            sl_http_write(call->req, bytes, len);
         if (!call->finish_pending && sl_http_congested(call->req)) {
             call->paused = true;
             go_on = false;
@@ -523,6 +539,8 @@ static void on_done(void *data, enum sl_upstream_failure failure, const char *me
     }
     if (failure == SL_UPSTREAM_OK) {
         end_attempt(call, SL_BALANCE_SUCCESS, 0, 0, NULL);
+        if (call->filtering)
+            sl_sse_filter_finish(&call->sse, write_filtered, call);
         finish(call);
         return;
     }

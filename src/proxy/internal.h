@@ -11,6 +11,7 @@
 #include "ledger/ledger.h"
 #include "limit/limit.h"
 #include "policy/policy.h"
+#include "proxy/sse.h"
 #include "upstream/upstream.h"
 #include "usage/usage.h"
 
@@ -114,7 +115,10 @@ struct sl_proxy_call {
     bool stream;       /* the client asked for a stream */
     uint64_t estimate; /* tokens the request may use, charged at admission */
     struct sl_limit_ticket ticket;
-    struct sl_usage_scanner usage; /* follows the answer the client gets */
+    struct sl_usage_scanner usage; /* follows the answer as the backend sent it */
+    bool hide_usage;               /* sluice asked for the stream's usage chunk, not the client */
+    bool filtering;                /* the answer goes through sse (a 2xx stream, hide_usage) */
+    struct sl_sse_filter sse;      /* hides the usage chunk; disposed by sl_proxy_call_end */
     uint64_t arrival_unix_ms;
     uint64_t first_byte_ms; /* monotonic: when the answer's head went out; 0: never */
     int status;             /* what the client got (0: cut off) */

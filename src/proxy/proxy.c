@@ -327,6 +327,7 @@ void sl_proxy_call_end(struct sl_proxy_call *call, int status)
         return; /* ended already */
     call->status = status;
     sl_proxy_account(call);
+    sl_sse_filter_dispose(&call->sse);
     json_decref(call->doc);
     call->doc = NULL;
     call->target.name = SL_STR_NULL; /* may have pointed into doc */
@@ -487,6 +488,31 @@ static bool limits_tokens(const struct sl_config_client *cl)
     return cl->n_budgets > 0;
 }
 
+/*
+ * Every stream is counted: a streamed chat completion asks the backend for its usage chunk
+ * (stream_options.include_usage), which forward.c then hides from a client that did not ask
+ * for it itself. A body that is not a JSON object, or whose stream_options is not an
+ * object, is left alone (the backend judges it).
+ */
+static void ask_usage(struct sl_proxy_call *call)
+{
+    if (call->doc == NULL && (call->doc = try_parse_body(call->req)) == NULL)
+        return;
+    json_t *opts = json_object_get(call->doc, "stream_options");
+    if (opts != NULL && !json_is_object(opts) && !json_is_null(opts))
+        return;
+    if (json_is_object(opts) && json_is_true(json_object_get(opts, "include_usage")))
+        return; /* the client asked: it gets the chunk */
+    int err = json_is_object(opts) ? json_object_set_new(opts, "include_usage", json_true())
+                                   : json_object_set_new(call->doc, "stream_options",
+                                                         json_pack("{s:b}", "include_usage", 1));
+    if (err != 0)
+        return; /* out of memory: the stream goes as sent, estimated */
+    call->body_changed = true;
+    call->hide_usage = true;
+    sl_sse_filter_init(&call->sse);
+}
+
 /* The client's and route's caps on the body, and what the request may cost. False after
  * answering (a refused body). */
 static bool apply_caps(struct sl_proxy_call *call)
@@ -511,6 +537,8 @@ static bool apply_caps(struct sl_proxy_call *call)
     call->estimate = sl_policy_estimate_tokens(call->doc, call->kind, req->body.len);
     call->stream =
         call->doc ? json_is_true(json_object_get(call->doc, "stream")) : asks_stream(req->body);
+    if (call->kind == SL_POLICY_CHAT && call->stream)
+        ask_usage(call);
     return true;
 }
 

@@ -260,10 +260,15 @@ def test_slow_reader_keeps_memory_bounded(proxy):
     # can), whose clients read nothing for a while: sluice must pause the upstream transfers
     # instead of buffering ~40 MB
     body = chat_body(max_tokens=1000, n=128, stream=True)
-    direct = stream(proxy.sim_port(), az("gpt-4o-bulk"), body, key=BACKEND_KEY, timeout=30)
+    # what sluice asks for (the usage chunk too), less the usage chunk the client did not ask for
+    asked = dict(body, stream_options={"include_usage": True})
+    direct = stream(proxy.sim_port(), az("gpt-4o-bulk"), asked, key=BACKEND_KEY, timeout=30)
     assert direct.done and direct.terminated, direct
-    want_events = len(direct.events)
-    want_bytes = len(direct.body)
+    usage_event = direct.body[direct.body.rindex(b"data: ", 0, len(direct.body) - len(b"data: [DONE]\n\n")) :]
+    usage_event = usage_event[: -len(b"data: [DONE]\n\n")]
+    assert b'"choices":[],' in usage_event and b'"usage":{' in usage_event, usage_event
+    want_events = len(direct.events) - 1
+    want_bytes = len(direct.body) - len(usage_event)
     assert want_bytes > 5_000_000, want_bytes
     proxy.sim.reset()
     n = 6

@@ -532,6 +532,29 @@ static void test_duplicate_keys(void **state)
 }
 
 /* examples/sluice.yaml: a gateway in front of the built-in simulated endpoints. */
+/* Every pool member of every route of c is a deployment that sim's simulator serves. */
+static void expect_served(const struct sl_config *c, const struct sl_config *sim)
+{
+    for (size_t i = 0; i < c->n_routes; i++) {
+        for (size_t m = 0; m < c->routes[i].n_pool; m++) {
+            const struct sl_config_backend *be = &c->backends[c->routes[i].pool[m].backend_index];
+            const char *want = be->deployment ? be->deployment : c->routes[i].name;
+            bool served = false;
+            for (size_t e = 0; e < sim->simulator.n_endpoints; e++) {
+                const struct sl_config_sim_endpoint *ep = &sim->simulator.endpoints[e];
+                char url[96];
+                snprintf(url, sizeof(url), "http://%s:%u", ep->listen.host,
+                         (unsigned)ep->listen.port);
+                for (size_t d = 0; strcmp(url, be->url) == 0 && d < ep->n_deployments; d++)
+                    served = served || strcmp(ep->deployments[d].name, want) == 0;
+            }
+            if (!served)
+                fail_msg("route %s: backend %s does not serve %s", c->routes[i].name, be->name,
+                         want);
+        }
+    }
+}
+
 static void test_example_file(void **state)
 {
     struct sl_config *c = NULL;
@@ -564,20 +587,12 @@ static void test_example_file(void **state)
     err = sl_config_load_file("examples/sluice.yaml", &c, &errs);
     assert_int_equal(err, SL_OK);
     assert_int_equal(sl_config_load_default(&def, &errs), SL_OK);
-    for (size_t i = 0; i < c->n_routes; i++) {
-        const struct sl_config_backend *be = &c->backends[c->routes[i].pool[0].backend_index];
-        const char *want = be->deployment ? be->deployment : c->routes[i].name;
-        bool served = false;
-        for (size_t e = 0; e < def->simulator.n_endpoints; e++) {
-            const struct sl_config_sim_endpoint *ep = &def->simulator.endpoints[e];
-            char url[96];
-            snprintf(url, sizeof(url), "http://%s:%u", ep->listen.host, (unsigned)ep->listen.port);
-            for (size_t d = 0; strcmp(url, be->url) == 0 && d < ep->n_deployments; d++)
-                served = served || strcmp(ep->deployments[d].name, want) == 0;
-        }
-        if (!served)
-            fail_msg("route %s: backend %s does not serve %s", c->routes[i].name, be->name, want);
-    }
+    expect_served(c, def);
+    /* ...and so is every backend of the built-in configuration's own pools. */
+    expect_served(def, def);
+    const struct sl_config_route *gpt = sl_config_find_route(def, SL_STR("gpt-4o"));
+    assert_int_equal(gpt->n_pool, 3);
+    assert_int_equal(gpt->pool[1].priority, 2);
     sl_config_unref(def);
     sl_config_unref(c);
 }
