@@ -316,6 +316,22 @@ fail:
     return err;
 }
 
+void sl_balance_for_each_backend(struct sl_balance *b, uint64_t now_ms,
+                                 void (*fn)(void *arg, const struct sl_balance_backend_view *v),
+                                 void *arg)
+{
+    for (size_t i = 0; i < b->cfg->n_backends; i++) {
+        struct sl_balance_backend *be = &b->backends[i];
+        struct sl_balance_backend_view v = {.name = b->cfg->backends[i].name};
+        v.state = sl_balance_backend_state(be, now_ms, &v.until_ms);
+        int64_t in_flight = atomic_load_explicit(&be->in_flight, memory_order_relaxed);
+        v.in_flight = in_flight > 0 ? (uint64_t)in_flight : 0;
+        uint64_t ewma = atomic_load_explicit(&be->ttfb_ewma, memory_order_relaxed);
+        v.ttfb_us = ewma ? ewma - 1 : 0;
+        fn(arg, &v);
+    }
+}
+
 void sl_balance_adopt(struct sl_balance *b, struct sl_balance *old)
 {
     for (size_t i = 0; i < b->cfg->n_backends; i++) {

@@ -158,6 +158,19 @@ bool sl_balance_ready(struct sl_balance *b, uint64_t now_ms, struct sl_buf *down
 int sl_balance_status_json(struct sl_balance *b, uint64_t now_ms, uint64_t now_unix_ms,
                            struct sl_buf *out);
 
+/* One backend's state at a moment (for metrics). */
+struct sl_balance_backend_view {
+    const char *name; /* the configuration's */
+    enum sl_balance_state state;
+    uint64_t until_ms;  /* monotonic: when an open circuit's period ends; 0 unless open */
+    uint64_t in_flight; /* attempts chosen and not yet reported */
+    uint64_t ttfb_us;   /* recent time to the response head (average); 0: no sample yet */
+};
+/* Call fn for every backend of the configuration, in its order. */
+void sl_balance_for_each_backend(struct sl_balance *b, uint64_t now_ms,
+                                 void (*fn)(void *arg, const struct sl_balance_backend_view *v),
+                                 void *arg);
+
 /*
  * The pin table: which backend holds a stateful object (a thread, a stored
  * response, an assistant, a file...) or serves a client session. Keys are

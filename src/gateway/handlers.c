@@ -50,6 +50,8 @@ void sl_gateway_on_admin_request(struct sl_http_request *req, void *data)
         sl_console_on_request(req, admin->cfg, admin->proxy != NULL);
     else if (admin->proxy && sl_str_eq(req->head.path, SL_STR("/sluice/status")))
         sl_proxy_on_status(req, admin->proxy);
+    else if (admin->proxy && sl_str_eq(req->head.path, SL_STR("/metrics")))
+        sl_proxy_on_metrics(req, admin->proxy);
     else if (admin->sim == NULL || !sl_sim_on_admin_request(admin->sim, req))
         respond_not_found(req);
 }

@@ -52,6 +52,8 @@ void sl_ledger_add(struct sl_ledger *l, const struct sl_config_client *client,
                    const struct sl_ledger_record *r);
 /* Records dropped because the queue was full, since open. */
 uint64_t sl_ledger_dropped(const struct sl_ledger *l);
+/* Budget alerts recorded (the first time in their window), since open. */
+uint64_t sl_ledger_alerts_sent(const struct sl_ledger *l);
 
 /* A budget that is used up. */
 struct sl_budget_refusal {

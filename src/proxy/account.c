@@ -90,7 +90,9 @@ bool sl_proxy_admit(struct sl_proxy_call *call)
 /* Copy src into a fixed field, cut to fit. */
 static void put(char *dst, size_t size, const char *src)
 {
-    snprintf(dst, size, "%s", src ? src : "");
+    size_t n = src ? strnlen(src, size - 1) : 0;
+    memcpy(dst, src ? src : "", n);
+    dst[n] = '\0';
 }
 
 /* The access-log line's usage fields: copies in the request's arena, since the configuration
@@ -132,7 +134,9 @@ void sl_proxy_account(struct sl_proxy_call *call)
         sl_limiter_settle(call->conf->limiter, &call->ticket, u.total, now_ms(call));
     log_usage(call, &u, estimated);
     struct sl_ledger *ledger = call->conf->ledger;
-    if (ledger == NULL || call->client == NULL)
+    struct sl_proxy_worker *w = call->worker;
+    struct sl_metrics *metrics = w ? w->proxy->metrics : NULL;
+    if ((ledger == NULL && metrics == NULL) || call->client == NULL)
         return;
     struct sl_ledger_record r;
     memset(&r, 0, sizeof(r));
@@ -155,5 +159,9 @@ void sl_proxy_account(struct sl_proxy_call *call)
     r.stream = call->stream;
     r.stream_ms = call->stream && call->first_byte_ms ? now - call->first_byte_ms : 0;
     r.cost = b ? sl_usage_cost(call->cfg, b->model, &u) : 0;
-    sl_ledger_add(ledger, call->client, &r);
+    /* Spill-over counts calls a lower-priority backend answered. */
+    if (metrics)
+        sl_metrics_observe(metrics, w->index, &r, call->spill && call->responded);
+    if (ledger)
+        sl_ledger_add(ledger, call->client, &r);
 }

@@ -75,12 +75,17 @@ int sl_proxy_new(struct sl_config *cfg, unsigned workers, struct sl_proxy **out,
     if (p == NULL)
         return SL_ENOMEM;
     p->n_workers = workers;
-    int err = cfg->usage.db ? sl_ledger_open(cfg, &p->ledger, why) : SL_OK;
+    int err = sl_metrics_new(workers, 0, &p->metrics);
+    if (err == SL_ENOMEM)
+        sl_buf_appendf(why, "out of memory");
+    if (err == SL_OK && cfg->usage.db)
+        err = sl_ledger_open(cfg, &p->ledger, why);
     if (err == SL_OK)
         err = conf_new(p, cfg, &c, why);
     if (err) {
         if (p->ledger)
             sl_ledger_close(p->ledger);
+        sl_metrics_free(p->metrics);
         free(p);
         return err;
     }
@@ -97,7 +102,13 @@ void sl_proxy_free(struct sl_proxy *p)
     /* After the workers: no request can add a record any more. */
     if (p->ledger)
         sl_ledger_close(p->ledger);
+    sl_metrics_free(p->metrics);
     free(p);
+}
+
+struct sl_metrics *sl_proxy_metrics(struct sl_proxy *p)
+{
+    return p->metrics;
 }
 
 int sl_proxy_swap(struct sl_proxy *p, struct sl_config *cfg, struct sl_proxy_conf **old,

@@ -209,12 +209,22 @@ static void respond_unavailable(struct sl_proxy_call *call, int err, uint64_t re
 
 static const struct sl_upstream_callbacks callbacks;
 
+/* Is backend b outside the route's first priority group (the pool is sorted by priority)? */
+static bool spills(const struct sl_config_route *r, size_t b)
+{
+    for (size_t m = 0; m < r->n_pool; m++)
+        if (r->pool[m].backend_index == b)
+            return r->pool[m].priority > r->pool[0].priority;
+    return false;
+}
+
 /* Send the call to the backend in call->pick. False when it could not start (the client
  * has been answered then). */
 static bool start_attempt(struct sl_proxy_call *call)
 {
     struct sl_http_request *req = call->req;
     call->picked = true;
+    call->spill = spills(call->route, call->pick.backend);
     call->attempts++;
     call->tried[call->pick.backend / 64] |= 1ull << (call->pick.backend % 64);
     call->attempt_start_ms = now_ms(call);
@@ -407,6 +417,22 @@ static uint64_t throttle_ms(struct sl_proxy_call *call, const struct sl_http_hea
     return ms ? ms : 1;
 }
 
+/* A provisioned (PTU) deployment says how busy it is in every answer: keep the last word
+ * for the sluice_backend_ptu_utilization_ratio gauge. */
+static void note_utilization(struct sl_proxy_call *call, const struct sl_http_header *headers,
+                             size_t n, uint64_t now)
+{
+    static const struct sl_str name = SL_STR("azure-openai-deployment-utilization");
+    struct sl_proxy_worker *w = call->worker;
+    uint64_t ppm;
+    for (size_t i = 0; w && i < n; i++)
+        if (headers[i].name.len == name.len && sl_str_eq_ci(headers[i].name, name) &&
+            sl_metrics_parse_utilization(headers[i].value, &ppm) == SL_OK) {
+            sl_metrics_ptu(w->proxy->metrics, w->index, call->backend->name, ppm, now);
+            return;
+        }
+}
+
 static void on_response(void *data, int status, const struct sl_http_header *headers, size_t n)
 {
     struct sl_proxy_call *call = data;
@@ -414,6 +440,7 @@ static void on_response(void *data, int status, const struct sl_http_header *hea
     call->in_callback++;
     uint64_t now = now_ms(call);
     call->ttfb_ms = now - call->attempt_start_ms;
+    note_utilization(call, headers, n, now);
     enum sl_balance_outcome outcome = sl_balance_status_outcome(status);
     if (outcome != SL_BALANCE_SUCCESS) {
         uint64_t wait = outcome == SL_BALANCE_THROTTLED ? throttle_ms(call, headers, n) : 0;

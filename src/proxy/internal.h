@@ -10,6 +10,7 @@
 #include "balance/balance.h"
 #include "ledger/ledger.h"
 #include "limit/limit.h"
+#include "metrics/metrics.h"
 #include "policy/policy.h"
 #include "proxy/sse.h"
 #include "upstream/upstream.h"
@@ -51,7 +52,8 @@ struct sl_proxy_conf {
 struct sl_proxy {
     _Atomic(struct sl_proxy_conf *) current; /* one reference */
     unsigned n_workers;
-    struct sl_ledger *ledger; /* owned; NULL without usage.db; kept across reloads */
+    struct sl_ledger *ledger;   /* owned; NULL without usage.db; kept across reloads */
+    struct sl_metrics *metrics; /* owned: one shard per worker; kept across reloads */
 };
 
 /* Per worker thread: used only on its loop. */
@@ -97,6 +99,7 @@ struct sl_proxy_call {
     /* The current attempt: */
     struct sl_balance_pick pick;
     bool picked;       /* pick is reported to the balance when the attempt ends */
+    bool spill;        /* pick is outside the route's first priority group (metrics) */
     unsigned attempts; /* started so far */
     uint64_t attempt_start_ms;
     uint64_t ttfb_ms;

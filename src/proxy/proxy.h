@@ -46,6 +46,11 @@ void sl_proxy_on_request(struct sl_http_request *req, void *data);
 void sl_proxy_on_readyz(struct sl_http_request *req, struct sl_proxy *p);
 /* GET /sluice/status (admin listener): routes, backends, circuits, as JSON. */
 void sl_proxy_on_status(struct sl_http_request *req, struct sl_proxy *p);
+/* GET /metrics (admin listener): the Prometheus text format (scrape.c). */
+void sl_proxy_on_metrics(struct sl_http_request *req, struct sl_proxy *p);
+
+/* The process's metrics registry (counters of every worker, kept across reloads). */
+struct sl_metrics *sl_proxy_metrics(struct sl_proxy *p);
 
 /* Start-up warnings about the configuration (insecure backends, payload logging, no clients). */
 void sl_proxy_log_config_warnings(const struct sl_config *cfg);

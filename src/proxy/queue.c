@@ -22,6 +22,14 @@ static bool goes_before(const struct sl_proxy_call *a, const struct sl_proxy_cal
     return a->client->priority < b->client->priority;
 }
 
+/* The sluice_queue_waiting gauge follows calls into (delta 1) and out of (-1) the list. */
+static void count_waiting(struct sl_proxy_call *c, int delta)
+{
+    struct sl_metrics *m = c->worker->proxy->metrics;
+    if (m)
+        sl_metrics_queue_add(m, c->worker->index, c->route->name, delta);
+}
+
 /* Put c in w's list after every call that goes before it or as early. */
 static void insert_call(struct sl_proxy_worker *w, struct sl_proxy_call *c)
 {
@@ -36,6 +44,7 @@ static void insert_call(struct sl_proxy_worker *w, struct sl_proxy_call *c)
         (*pp)->prev_waiting = c;
     *pp = c;
     c->queued = true;
+    count_waiting(c, 1);
 }
 
 static void unlink_call(struct sl_proxy_worker *w, struct sl_proxy_call *c)
@@ -48,6 +57,7 @@ static void unlink_call(struct sl_proxy_worker *w, struct sl_proxy_call *c)
         c->next_waiting->prev_waiting = c->prev_waiting;
     c->next_waiting = c->prev_waiting = NULL;
     c->queued = false;
+    count_waiting(c, -1);
 }
 
 static void on_wake(uv_timer_t *t);
@@ -78,6 +88,7 @@ static void on_wake(uv_timer_t *t)
         struct sl_proxy_call *next = c->next_waiting;
         c->next_waiting = c->prev_waiting = NULL;
         c->queued = false;
+        count_waiting(c, -1);
         if (c->retry_at <= now) {
             uint64_t retry_at = c->retry_at;
             if (sl_proxy_try_start(c, &retry_at) == SL_OK) {
@@ -105,6 +116,7 @@ static void on_wake(uv_timer_t *t)
     }
     for (c = back; c;) {
         struct sl_proxy_call *next = c->next_waiting;
+        count_waiting(c, -1); /* counted when it came back: insert_call counts it again */
         insert_call(w, c);
         c = next;
     }
