@@ -6,6 +6,7 @@
 #include "config/config.h"
 #include "core/core.h"
 #include "gateway/gateway.h"
+#include "ledger/ledger.h"
 
 static const char usage[] =
     "usage: sluice <command> [options]\n"
@@ -16,6 +17,8 @@ static const char usage[] =
     "                            run simulated Azure OpenAI endpoints (docs/simulator.md)\n"
     "  status [--admin ADDR | --config FILE] [--json]\n"
     "                            show a running gateway's routes and backends (circuits)\n"
+    "  usage --db FILE [--from T] [--to T] [--by G] [--format F]\n"
+    "                            report tokens, errors, latency and cost from a usage ledger\n"
     "  check-config FILE         validate a configuration file; exit 0 when valid, 1 when not\n"
     "  hash-key [KEY]            print the sha256:... form of a client key for `clients.keys`\n"
     "  config-reference          print the configuration reference (docs/config.md)\n"
@@ -188,6 +191,79 @@ static int cmd_status(int argc, char **argv)
     return sl_gateway_print_status(&addr, token[0] ? token : NULL, json, stdout, stderr);
 }
 
+static int cmd_usage(int argc, char **argv)
+{
+    static const char help[] =
+        "usage: sluice usage --db FILE [--from T] [--to T] [--by G] [--format F]\n"
+        "\n"
+        "Report from a usage ledger (usage.db): per group, requests, errors, tokens\n"
+        "(prompt, cached, completion, reasoning, total), p50/p95 latency and time to\n"
+        "first token, cost in USD and how many counts were estimated (docs/usage.md).\n"
+        "  --from T, --to T  the requests that arrived from --from up to (not including)\n"
+        "                    --to. T: an RFC 3339 date (2026-11-26: its 00:00 UTC) or\n"
+        "                    date-time (2026-11-26T10:00:00Z), or a time ago (30m, 24h,\n"
+        "                    7d). Default: the last 7 days, up to now\n"
+        "  --by G            client (default), route, backend, model or day (UTC)\n"
+        "  --format F        table (default), csv or json\n"
+        "The file is only read; a gateway may be writing it.\n";
+    const char *db = NULL, *from = NULL, *to = NULL, *by = NULL, *format = "table";
+    for (int i = 0; i < argc; i++) {
+        const char **opt = NULL;
+        if (is_help(argv[i])) {
+            fputs(help, stdout);
+            return 0;
+        }
+        if (strcmp(argv[i], "--db") == 0)
+            opt = &db;
+        else if (strcmp(argv[i], "--from") == 0)
+            opt = &from;
+        else if (strcmp(argv[i], "--to") == 0)
+            opt = &to;
+        else if (strcmp(argv[i], "--by") == 0)
+            opt = &by;
+        else if (strcmp(argv[i], "--format") == 0)
+            opt = &format;
+        if (opt == NULL || i + 1 >= argc)
+            return bad_usage("usage: unknown option or missing value: %s", argv[i]);
+        *opt = argv[++i];
+    }
+    if (db == NULL)
+        return bad_usage("usage: --db FILE is required (the usage.db of the configuration)%s", "");
+    uint64_t now = sl_clock_unix_ms();
+    struct sl_ledger_report_query q;
+    enum sl_ledger_format f;
+    sl_ledger_report_query_init(&q, now);
+    if (by && sl_ledger_group_parse(sl_str_from_cstr(by), &q.by) != SL_OK)
+        return bad_usage("usage: --by takes client, route, backend, model or day, not %s", by);
+    if (sl_ledger_format_parse(sl_str_from_cstr(format), &f) != SL_OK)
+        return bad_usage("usage: --format takes table, csv or json, not %s", format);
+    if (from && sl_ledger_parse_time(sl_str_from_cstr(from), now, &q.from_ms) != SL_OK)
+        return bad_usage("usage: --from %s is not a time (2026-11-26, 2026-11-26T10:00:00Z, 24h, "
+                         "7d)",
+                         from);
+    if (to && sl_ledger_parse_time(sl_str_from_cstr(to), now, &q.to_ms) != SL_OK)
+        return bad_usage("usage: --to %s is not a time (2026-11-26, 2026-11-26T10:00:00Z, 24h, "
+                         "7d)",
+                         to);
+    if (q.from_ms >= q.to_ms)
+        return bad_usage("usage: --from must be before --to%s", "");
+    struct sl_buf json, out, why;
+    sl_buf_init(&json);
+    sl_buf_init(&out);
+    sl_buf_init(&why);
+    int err = sl_ledger_report(db, &q, &json, &why);
+    if (err == SL_OK)
+        err = sl_ledger_report_format((struct sl_str){json.base, json.len}, f, &out);
+    if (err == SL_OK)
+        fwrite(out.base, 1, out.len, stdout);
+    else
+        fprintf(stderr, "sluice: usage: %s\n", why.base ? why.base : sl_strerror(err));
+    sl_buf_dispose(&json);
+    sl_buf_dispose(&out);
+    sl_buf_dispose(&why);
+    return err == SL_OK ? 0 : 1;
+}
+
 static int cmd_check_config(int argc, char **argv)
 {
     static const char help[] =
@@ -290,6 +366,8 @@ int main(int argc, char **argv)
         return cmd_sim(argc - 2, argv + 2);
     if (strcmp(cmd, "status") == 0)
         return cmd_status(argc - 2, argv + 2);
+    if (strcmp(cmd, "usage") == 0)
+        return cmd_usage(argc - 2, argv + 2);
     if (strcmp(cmd, "check-config") == 0)
         return cmd_check_config(argc - 2, argv + 2);
     if (strcmp(cmd, "hash-key") == 0)
