@@ -18,8 +18,6 @@
 #include <emmintrin.h>
 #endif
 
-#include <jansson.h>
-
 #include "usage/internal.h"
 
 #define KEY "\"usage\""
@@ -122,80 +120,289 @@ enum sl_usage_match sl_usage_match_key(const struct sl_usage_text *t, size_t q, 
     return SL_USAGE_MATCH_MORE;
 }
 
-/* A count at key: absent or null leaves *out 0 and *given false; anything but an integer
- * from 0 to MAX_COUNT is refused. */
-static bool count(const json_t *obj, const char *key, uint64_t *out, bool *given)
+/*
+ * The usage object is read by hand rather than with a JSON library: it is read for every
+ * answer, and building a document of it cost more than the rest of the proxy's work on a
+ * request. The reader is strict where it matters: the counts it takes must be plain integers
+ * (or null), each at most once; a key with an escape in it, a malformed value anywhere, or
+ * nesting deeper than a few levels makes the whole usage "not found".
+ */
+struct reader {
+    const char *p, *end;
+};
+
+static void skip_space(struct reader *r)
 {
-    const json_t *v = json_object_get(obj, key);
-    *out = 0;
-    if (given)
-        *given = false;
-    if (v == NULL || json_is_null(v))
+    while (r->p < r->end && is_space(*r->p))
+        r->p++;
+}
+
+static bool eat(struct reader *r, char c)
+{
+    skip_space(r);
+    if (r->p < r->end && *r->p == c) {
+        r->p++;
         return true;
-    if (!json_is_integer(v))
+    }
+    return false;
+}
+
+/* A string's raw contents (escapes left as they are); *escaped when it has any. */
+static bool read_string(struct reader *r, struct sl_str *out, bool *escaped)
+{
+    if (!eat(r, '"'))
         return false;
-    json_int_t i = json_integer_value(v);
-    if (i < 0 || (uint64_t)i > MAX_COUNT)
+    const char *from = r->p;
+    *escaped = false;
+    while (r->p < r->end && *r->p != '"') {
+        unsigned char c = (unsigned char)*r->p;
+        if (c < 0x20)
+            return false;
+        if (c == '\\') {
+            *escaped = true;
+            if (++r->p == r->end)
+                return false;
+        }
+        r->p++;
+    }
+    if (r->p == r->end)
         return false;
-    *out = (uint64_t)i;
-    if (given)
-        *given = true;
+    *out = (struct sl_str){from, (size_t)(r->p - from)};
+    r->p++;
     return true;
 }
 
-/* A count inside a details object (`prompt_tokens_details.cached_tokens`); a missing or
- * null details object counts 0. */
-static bool detail(const json_t *obj, const char *details, const char *key, uint64_t *out)
+static bool skip_value(struct reader *r, int depth);
+
+/* The members of an object whose '{' was read, each value skipped. */
+static bool skip_members(struct reader *r, int depth)
 {
-    const json_t *d = json_object_get(obj, details);
-    *out = 0;
-    if (d == NULL || json_is_null(d))
+    if (eat(r, '}'))
         return true;
-    if (!json_is_object(d))
+    do {
+        struct sl_str key;
+        bool escaped;
+        if (!read_string(r, &key, &escaped) || !eat(r, ':') || !skip_value(r, depth))
+            return false;
+    } while (eat(r, ','));
+    return eat(r, '}');
+}
+
+static bool skip_number(struct reader *r)
+{
+    const char *from = r->p;
+    if (r->p < r->end && *r->p == '-')
+        r->p++;
+    while (r->p < r->end && ((*r->p >= '0' && *r->p <= '9') || *r->p == '.' || *r->p == 'e' ||
+                             *r->p == 'E' || *r->p == '+' || *r->p == '-'))
+        r->p++;
+    return r->p > from;
+}
+
+static bool skip_word(struct reader *r, const char *w, size_t n)
+{
+    if ((size_t)(r->end - r->p) < n || memcmp(r->p, w, n) != 0)
         return false;
-    return count(d, key, out, NULL);
+    r->p += n;
+    return true;
+}
+
+static bool skip_value(struct reader *r, int depth)
+{
+    struct sl_str str;
+    bool escaped;
+    if (depth > 8)
+        return false;
+    skip_space(r);
+    if (r->p == r->end)
+        return false;
+    switch (*r->p) {
+    case '"':
+        return read_string(r, &str, &escaped);
+    case '{':
+        r->p++;
+        return skip_members(r, depth + 1);
+    case '[':
+        r->p++;
+        if (eat(r, ']'))
+            return true;
+        do {
+            if (!skip_value(r, depth + 1))
+                return false;
+        } while (eat(r, ','));
+        return eat(r, ']');
+    case 't':
+        return skip_word(r, "true", 4);
+    case 'f':
+        return skip_word(r, "false", 5);
+    case 'n':
+        return skip_word(r, "null", 4);
+    default:
+        return skip_number(r);
+    }
+}
+
+/* A count: an integer from 0 to MAX_COUNT, or null (*given false). */
+static bool read_count(struct reader *r, uint64_t *out, bool *given)
+{
+    skip_space(r);
+    *out = 0;
+    *given = false;
+    if (skip_word(r, "null", 4))
+        return true;
+    const char *from = r->p;
+    uint64_t v = 0;
+    while (r->p < r->end && *r->p >= '0' && *r->p <= '9') {
+        v = v * 10 + (uint64_t)(*r->p - '0');
+        if (v > MAX_COUNT)
+            return false;
+        r->p++;
+    }
+    /* No sign, fraction or exponent: a count is a whole number. A leading zero is JSON only
+     * as "0" itself. */
+    if (r->p == from || (*from == '0' && r->p - from > 1))
+        return false;
+    if (r->p < r->end && (*r->p == '.' || *r->p == 'e' || *r->p == 'E'))
+        return false;
+    *out = v;
+    *given = true;
+    return true;
+}
+
+/* The counts the reader knows, in either style. */
+enum field {
+    F_PROMPT,        /* prompt_tokens */
+    F_COMPLETION,    /* completion_tokens */
+    F_INPUT,         /* input_tokens */
+    F_OUTPUT,        /* output_tokens */
+    F_TOTAL,         /* total_tokens */
+    F_PROMPT_CACHED, /* prompt_tokens_details.cached_tokens */
+    F_COMPL_REASON,  /* completion_tokens_details.reasoning_tokens */
+    F_INPUT_CACHED,  /* input_tokens_details.cached_tokens */
+    F_OUTPUT_REASON, /* output_tokens_details.reasoning_tokens */
+    F_COUNT
+};
+
+struct counts {
+    uint64_t v[F_COUNT];
+    bool given[F_COUNT];
+    unsigned seen; /* bit per field and per details object: duplicates are refused */
+};
+
+/* A details object's members: the one count it holds for us (key), the rest skipped. */
+static bool read_details(struct reader *r, struct counts *c, const char *key, enum field f)
+{
+    skip_space(r);
+    if (skip_word(r, "null", 4))
+        return true;
+    if (!eat(r, '{'))
+        return false;
+    if (eat(r, '}'))
+        return true;
+    do {
+        struct sl_str k;
+        bool escaped;
+        if (!read_string(r, &k, &escaped) || escaped || !eat(r, ':'))
+            return false;
+        if (sl_str_eq(k, sl_str_from_cstr(key))) {
+            if (c->seen & (1u << f))
+                return false;
+            c->seen |= 1u << f;
+            if (!read_count(r, &c->v[f], &c->given[f]))
+                return false;
+        } else if (!skip_value(r, 2)) {
+            return false;
+        }
+    } while (eat(r, ','));
+    return eat(r, '}');
+}
+
+static bool read_member(struct reader *r, struct counts *c, struct sl_str k)
+{
+    static const struct {
+        const char *name;
+        enum field f;
+    } plain[] = {
+        {"prompt_tokens", F_PROMPT}, {"completion_tokens", F_COMPLETION}, {"input_tokens", F_INPUT},
+        {"output_tokens", F_OUTPUT}, {"total_tokens", F_TOTAL},
+    };
+    static const struct {
+        const char *name, *key;
+        enum field f;
+    } details[] = {
+        {"prompt_tokens_details", "cached_tokens", F_PROMPT_CACHED},
+        {"completion_tokens_details", "reasoning_tokens", F_COMPL_REASON},
+        {"input_tokens_details", "cached_tokens", F_INPUT_CACHED},
+        {"output_tokens_details", "reasoning_tokens", F_OUTPUT_REASON},
+    };
+    for (size_t i = 0; i < SL_ARRAY_LEN(plain); i++) {
+        if (!sl_str_eq(k, sl_str_from_cstr(plain[i].name)))
+            continue;
+        if (c->seen & (1u << plain[i].f))
+            return false;
+        c->seen |= 1u << plain[i].f;
+        return read_count(r, &c->v[plain[i].f], &c->given[plain[i].f]);
+    }
+    for (size_t i = 0; i < SL_ARRAY_LEN(details); i++) {
+        unsigned bit = 1u << (F_COUNT + i);
+        if (!sl_str_eq(k, sl_str_from_cstr(details[i].name)))
+            continue;
+        if (c->seen & bit)
+            return false;
+        c->seen |= bit;
+        return read_details(r, c, details[i].key, details[i].f);
+    }
+    return skip_value(r, 1);
 }
 
 struct sl_usage sl_usage_read_object(struct sl_str object)
 {
-    struct sl_usage u = {0};
-    json_t *doc = NULL;
-    bool given = false, total_given = false;
-    /* Duplicate keys would leave it to the parser which count is meant. */
-    doc = json_loadb(object.base, object.len, JSON_REJECT_DUPLICATES, NULL);
-    if (doc == NULL || !json_is_object(doc))
+    /* Zeroed as a whole (padding too): callers may compare results byte for byte. */
+    struct sl_usage u;
+    memset(&u, 0, sizeof(u));
+    struct counts c;
+    memset(&c, 0, sizeof(c));
+    struct reader r = {object.base, object.base + object.len};
+    if (!eat(&r, '{'))
+        goto fail;
+    if (!eat(&r, '}')) {
+        do {
+            struct sl_str k;
+            bool escaped;
+            /* A key spelled with escapes could name a count twice in disguise. */
+            if (!read_string(&r, &k, &escaped) || escaped || !eat(&r, ':') ||
+                !read_member(&r, &c, k))
+                goto fail;
+        } while (eat(&r, ','));
+        if (!eat(&r, '}'))
+            goto fail;
+    }
+    skip_space(&r);
+    if (r.p != r.end)
         goto fail;
     /* The chat style if it names prompt_tokens, else the Responses style. */
-    bool chat = json_object_get(doc, "prompt_tokens") != NULL;
-    const char *names[6] = {"prompt_tokens", "completion_tokens", "prompt_tokens_details",
-                            "completion_tokens_details"};
-    if (!chat) {
-        names[0] = "input_tokens";
-        names[1] = "output_tokens";
-        names[2] = "input_tokens_details";
-        names[3] = "output_tokens_details";
-    }
-    if (!count(doc, names[0], &u.prompt, &given) || !given)
+    bool chat = c.seen & (1u << F_PROMPT);
+    enum field prompt = chat ? F_PROMPT : F_INPUT, completion = chat ? F_COMPLETION : F_OUTPUT;
+    enum field cached = chat ? F_PROMPT_CACHED : F_INPUT_CACHED;
+    enum field reasoning = chat ? F_COMPL_REASON : F_OUTPUT_REASON;
+    if (!c.given[prompt])
         goto fail;
-    if (!count(doc, names[1], &u.completion, NULL))
-        goto fail;
-    if (!count(doc, "total_tokens", &u.total, &total_given))
-        goto fail;
-    if (!detail(doc, names[2], "cached_tokens", &u.cached) ||
-        !detail(doc, names[3], "reasoning_tokens", &u.reasoning))
-        goto fail;
+    u.prompt = c.v[prompt];
+    u.completion = c.v[completion];
+    u.cached = c.v[cached];
+    u.reasoning = c.v[reasoning];
+    u.total = c.v[F_TOTAL];
     if (u.cached > u.prompt || u.reasoning > u.completion)
         goto fail;
-    if (!total_given)
+    if (!c.given[F_TOTAL])
         u.total = u.prompt + u.completion;
     else if (u.total < u.prompt + u.completion)
         goto fail;
     u.found = true;
-    json_decref(doc);
     return u;
 fail:
-    json_decref(doc);
-    return (struct sl_usage){0};
+    memset(&u, 0, sizeof(u));
+    return u;
 }
 
 struct sl_usage sl_usage_parse(struct sl_str text)
