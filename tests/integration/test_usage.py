@@ -13,7 +13,7 @@ import time
 import pytest
 
 from proxytools import *  # noqa: F401,F403
-from proxytools import chat_body
+from proxytools import chat_body, ledger_rows
 from helpers import run_sluice
 from simtools import az, call
 
@@ -26,13 +26,7 @@ def usage_gw(tmp_path, **extra):
     return gw
 
 
-def rows(db, where="1", args=()):
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-    try:
-        con.row_factory = sqlite3.Row
-        return [dict(r) for r in con.execute(f"SELECT * FROM requests WHERE {where} ORDER BY rowid", args)]
-    finally:
-        con.close()
+rows = ledger_rows
 
 
 def wait_rows(db, n, timeout=10.0):
