@@ -217,12 +217,13 @@ EOF
 # The client key of the proxy scenarios: clients send `api-key: bench-key`; sluice stores its hash.
 BENCH_CLIENT_KEY=bench-key
 
-# bench_gateway_config FILE GW_PORT ADMIN_PORT SIM_PORT [MAX_CONNECTIONS]: a `sluice serve`
-# configuration with one worker, access log on, one Azure backend (the simulator on SIM_PORT,
-# key `k`), the route `gpt-4o` to it, and one client whose key is $BENCH_CLIENT_KEY. No
-# `simulator:` section: the simulator is a process of its own.
+# bench_gateway_config FILE GW_PORT ADMIN_PORT SIM_PORT [MAX_CONNECTIONS [EXTRA]]: a `sluice
+# serve` configuration with one worker, access log on, one Azure backend (the simulator on
+# SIM_PORT, key `k`), the route `gpt-4o` to it, and one client whose key is $BENCH_CLIENT_KEY.
+# No `simulator:` section: the simulator is a process of its own. EXTRA (YAML lines) is
+# appended, e.g. a `usage:` section; MAX_CONNECTIONS may be "" for the default.
 bench_gateway_config() {
-    local file=$1 gw=$2 admin=$3 sim=$4 maxc=${5:-10000} hash
+    local file=$1 gw=$2 admin=$3 sim=$4 maxc=${5:-10000} extra=${6:-} hash
     hash=$("${SLUICE_BIN:?}" hash-key "$BENCH_CLIENT_KEY") || return 1
     cat >"$file" <<EOF
 workers: 1
@@ -237,7 +238,68 @@ routes:
 clients:
   - {name: bench, keys: ["$hash"]}
 EOF
+    [[ -z $extra ]] || printf '%s\n' "$extra" >>"$file"
     "$SLUICE_BIN" check-config "$file" >/dev/null
+}
+
+# The request of the non-streaming proxy scenarios: a small chat completion for the deployment
+# `gpt-4o`, POSTed with the client key.
+# shellcheck disable=SC2034 # used by the scenarios
+BENCH_CHAT_PATH="/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
+# shellcheck disable=SC2089 # a JSON body: its quotes are meant literally
+BENCH_CHAT_BODY='{"messages":[{"role":"user","content":"Hello"}],"max_tokens":16}'
+
+# bench_chat_lua FILE: the wrk script that sends it (to any server: the simulator accepts any
+# key, nginx and sluice swap it for the backend's).
+bench_chat_lua() {
+    cat >"$1" <<EOF
+wrk.method = "POST"
+wrk.body = '$BENCH_CHAT_BODY'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["api-key"] = "$BENCH_CLIENT_KEY"
+EOF
+}
+
+# bench_chat_check NAME URL: send the chat request once with curl (head and body kept in
+# $BENCH_TMP/NAME.head and NAME.body); 1 unless the answer is 200. Sets CHECK_BYTES to the
+# size of head and body.
+bench_chat_check() {
+    local code
+    code=$(curl -sS --max-time 5 -D "$BENCH_TMP/$1.head" -o "$BENCH_TMP/$1.body" -w '%{http_code}' \
+        -H 'Content-Type: application/json' -H "api-key: $BENCH_CLIENT_KEY" \
+        --data "$BENCH_CHAT_BODY" "$2" 2>&1) || code="curl failed: $code"
+    if [[ $code != 200 ]]; then
+        bench_log "$1 answered the chat request with $code: $(head -c 300 "$BENCH_TMP/$1.body" 2>/dev/null)"
+        return 1
+    fi
+    CHECK_BYTES=$(($(stat -c %s "$BENCH_TMP/$1.head") + $(stat -c %s "$BENCH_TMP/$1.body")))
+    bench_log "one response from $1: $CHECK_BYTES bytes (head and body)"
+}
+
+# bench_term PID: SIGTERM one of our servers and wait up to 10 s for it; returns its exit
+# status (sluice must exit 0), or 1 when it did not exit (it is then SIGKILLed).
+bench_term() {
+    local pid=$1 i st=0
+    kill -TERM "$pid" 2>/dev/null || return 1
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        bench_log "pid $pid did not exit within 10 s of SIGTERM"
+        bench_stop "$pid" KILL
+        return 1
+    fi
+    wait "$pid" || st=$?
+    return "$st"
+}
+
+# bench_metric ADMIN_PORT NAME: the sum of every series of the Prometheus metric NAME at
+# http://127.0.0.1:ADMIN_PORT/metrics (0 when it has none); 1 when the scrape fails.
+bench_metric() {
+    local text
+    text=$(curl -fsS --max-time 5 "http://127.0.0.1:$1/metrics") || return 1
+    awk -v m="$2" '$1 == m || index($1, m "{") == 1 { s += $NF } END { printf "%.0f\n", s }' <<<"$text"
 }
 
 # bench_profile PID SECONDS OUT CMD...: record a CPU profile of PID (perf record with DWARF

@@ -204,6 +204,8 @@ def render(results):
       "request is the fairer comparison. The per-round tables also show how busy wrk was and "
       "how much of the server's CPU other processes took (a shared machine makes such rounds "
       "noisy: run again when that column is high).\n")
+    w("A few relative targets compare sluice with itself in another configuration instead of "
+      "with nginx (with and without the usage ledger): the *Targets* table names both sides.\n")
     w("Some targets are **absolute** instead (the simulator's throughput: requests/s, open "
       "streams, memory per stream): they are compared with the median of the subject's rounds, "
       "and a baseline, when there is one, is only there for context. Such numbers depend on the "

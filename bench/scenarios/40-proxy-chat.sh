@@ -20,12 +20,11 @@ trap bench_cleanup EXIT
 NAME=proxy-chat
 mapfile -t P < <(bench_ports 6)
 SIM_PORT=${P[0]} SIM_ADMIN=${P[1]} SIM_GW=${P[2]} GW_PORT=${P[3]} GW_ADMIN=${P[4]} NG_PORT=${P[5]}
-API_PATH="/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
+API_PATH=$BENCH_CHAT_PATH
 SL_URL=http://127.0.0.1:$GW_PORT$API_PATH
 NG_URL=http://127.0.0.1:$NG_PORT$API_PATH
 SIM_URL=http://127.0.0.1:$SIM_PORT$API_PATH
-# shellcheck disable=SC2089 # a JSON body: its quotes are meant literally
-BODY='{"messages":[{"role":"user","content":"Hello"}],"max_tokens":16}'
+BODY=$BENCH_CHAT_BODY
 SIM_LOG=$BENCH_TMP/sim.log
 SL_LOG=$BENCH_TMP/sluice.log
 
@@ -35,12 +34,7 @@ bench_sim_config "$BENCH_TMP/sim.yaml" "$SIM_PORT" "$SIM_ADMIN" "$SIM_GW" 0ms 10
 bench_gateway_config "$BENCH_TMP/sluice.yaml" "$GW_PORT" "$GW_ADMIN" "$SIM_PORT"
 
 # One script for all three: the simulator accepts any key, nginx and sluice swap it for `k`.
-cat >"$BENCH_TMP/chat.lua" <<EOF
-wrk.method = "POST"
-wrk.body = '$BODY'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["api-key"] = "$BENCH_CLIENT_KEY"
-EOF
+bench_chat_lua "$BENCH_TMP/chat.lua"
 
 missing=()
 notes=()
@@ -61,28 +55,16 @@ bench_start_nginx "$BENCH_ROOT/bench/nginx/proxy.conf" "$NG_PORT" "$SIM_PORT" ||
 NG_ACCESS=$BENCH_TMP/nginx-$NG_PORT/nginx-access.log
 
 # One request through each: 200, and the same body size (the answers differ in their ids).
-check() { # check SERVER URL: sets CHECK_BYTES
-    local code
-    code=$(curl -sS --max-time 5 -D "$BENCH_TMP/$1.head" -o "$BENCH_TMP/$1.body" -w '%{http_code}' \
-        -H 'Content-Type: application/json' -H "api-key: $BENCH_CLIENT_KEY" --data "$BODY" "$2" 2>&1) ||
-        code="curl failed: $code"
-    if [[ $code != 200 ]]; then
-        bench_log "$1 answered the chat request with $code: $(head -c 300 "$BENCH_TMP/$1.body" 2>/dev/null)"
-        return 1
-    fi
-    CHECK_BYTES=$(($(stat -c %s "$BENCH_TMP/$1.head") + $(stat -c %s "$BENCH_TMP/$1.body")))
-    bench_log "one response from $1: $CHECK_BYTES bytes (head and body)"
-}
-check sim "$SIM_URL" || exit 1
+bench_chat_check sim "$SIM_URL" || exit 1
 SIM_BYTES=$CHECK_BYTES SL_BYTES=0 NG_BYTES=0
 if ((SL_OK)); then
-    if check sluice "$SL_URL"; then SL_BYTES=$CHECK_BYTES; else
+    if bench_chat_check sluice "$SL_URL"; then SL_BYTES=$CHECK_BYTES; else
         missing+=("sluice" "sluice did not answer the proxied chat request with 200")
         SL_OK=0
     fi
 fi
 if ((NG_OK)); then
-    if check nginx "$NG_URL"; then NG_BYTES=$CHECK_BYTES; else
+    if bench_chat_check nginx "$NG_URL"; then NG_BYTES=$CHECK_BYTES; else
         missing+=("nginx" "nginx did not answer the proxied chat request with 200")
         NG_OK=0
     fi
@@ -138,10 +120,8 @@ fi
 
 # sluice must exit 0 on SIGTERM.
 if ((SL_OK)); then
-    kill -TERM "$SLUICE_PID"
     st=0
-    for ((i = 0; i < 100; i++)); do kill -0 "$SLUICE_PID" 2>/dev/null || break; sleep 0.1; done
-    wait "$SLUICE_PID" || st=$?
+    bench_term "$SLUICE_PID" || st=$?
     if ((st != 0)); then notes+=("sluice exited with status $st on SIGTERM (expected 0)"); rc=1; fi
 fi
 

@@ -27,25 +27,19 @@ PACED_CONNECTIONS=${PACED_CONNECTIONS:-10}
 PACED_DELAY_MS=${PACED_DELAY_MS:-1}
 mapfile -t P < <(bench_ports 6)
 SIM_PORT=${P[0]} SIM_ADMIN=${P[1]} SIM_GW=${P[2]} GW_PORT=${P[3]} GW_ADMIN=${P[4]} NG_PORT=${P[5]}
-API_PATH="/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
+API_PATH=$BENCH_CHAT_PATH
 declare -A URL=(
     [sluice]=http://127.0.0.1:$GW_PORT$API_PATH
     [nginx]=http://127.0.0.1:$NG_PORT$API_PATH
     [sim direct]=http://127.0.0.1:$SIM_PORT$API_PATH
 )
-# shellcheck disable=SC2089 # a JSON body: its quotes are meant literally
-BODY='{"messages":[{"role":"user","content":"Hello"}],"max_tokens":16}'
+BODY=$BENCH_CHAT_BODY
 SIM_LOG=$BENCH_TMP/sim.log
 SL_LOG=$BENCH_TMP/sluice.log
 
 bench_sim_config "$BENCH_TMP/sim.yaml" "$SIM_PORT" "$SIM_ADMIN" "$SIM_GW" 0ms 100000
 bench_gateway_config "$BENCH_TMP/sluice.yaml" "$GW_PORT" "$GW_ADMIN" "$SIM_PORT"
-cat >"$BENCH_TMP/chat.lua" <<EOF
-wrk.method = "POST"
-wrk.body = '$BODY'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["api-key"] = "$BENCH_CLIENT_KEY"
-EOF
+bench_chat_lua "$BENCH_TMP/chat.lua"
 {
     cat "$BENCH_TMP/chat.lua"
     echo "function delay() return $PACED_DELAY_MS end"
