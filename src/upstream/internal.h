@@ -112,6 +112,10 @@ struct sl_upstream_sock {
  * handle (TLS sessions), every transfer and socket watcher, and its uv
  * handles. Freed after the last handle closed during sl_upstream_close.
  */
+/* Whether a proxy is set in the environment (read once by the first sl_upstream_new): when
+ * none is, transfers say so to curl, which then skips looking for one every time. */
+extern bool sl_upstream_env_proxy;
+
 struct sl_upstream {
     uv_loop_t *loop; /* borrowed */
     CURLM *multi;

@@ -16,10 +16,22 @@
  * is never undone (curl's globals live as long as the process). */
 static uv_once_t global_once = UV_ONCE_INIT;
 static CURLcode global_rc;
+bool sl_upstream_env_proxy;
+
+static bool env_set(const char *name)
+{
+    const char *v = getenv(name);
+    return v != NULL && v[0] != '\0';
+}
 
 static void global_init(void)
 {
     global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+    /* The proxy variables curl reads for every transfer: read once, they do not change. */
+    static const char *const names[] = {"http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy",
+                                        "ALL_PROXY"};
+    for (size_t i = 0; i < SL_ARRAY_LEN(names); i++)
+        sl_upstream_env_proxy = sl_upstream_env_proxy || env_set(names[i]);
 }
 
 const char *sl_upstream_failure_name(enum sl_upstream_failure f)

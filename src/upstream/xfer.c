@@ -702,6 +702,8 @@ static int configure(struct sl_upstream_xfer *x, const struct sl_upstream_reques
     SETOPT(CURLOPT_PRIVATE, (void *)x);
     SETOPT(CURLOPT_URL, r->url);
     SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
+    if (!sl_upstream_env_proxy)
+        SETOPT(CURLOPT_PROXY, "");
     SETOPT(CURLOPT_NOSIGNAL, 1L);
     SETOPT(CURLOPT_ERRORBUFFER, x->errbuf);
     SETOPT(CURLOPT_SHARE, x->u->share);

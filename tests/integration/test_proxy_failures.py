@@ -13,7 +13,7 @@ import time
 import pytest
 
 from proxytools import *  # noqa: F401,F403
-from proxytools import BACKEND_KEY, CLIENT_KEY, assert_gw_error, chat_body
+from proxytools import BACKEND_KEY, CLIENT_KEY, RecordingBackend, assert_gw_error, azure_backend, chat_body, gw_call, gw_env
 from helpers import Conn, Incomplete, parse_response
 from simtools import _request_bytes, az, stream, wait_until
 
@@ -303,3 +303,28 @@ def test_slow_reader_keeps_memory_bounded(proxy):
         assert len(r.body) == want_bytes, (len(r.body), want_bytes)
     d = proxy.dep("gpt-4o-bulk")
     assert d["streams"] == {"started": n, "completed": n, "cut": 0}, d
+
+
+# ---- outgoing proxy from the environment ----------------------------------------------------------
+
+
+def test_http_proxy_from_the_environment(start_gateway):
+    """http_proxy in sluice's environment sends plain-http backends' requests through that
+    proxy (read once at start-up); without it they go straight to the backend."""
+    with RecordingBackend() as proxy:
+        env = gw_env()
+        for name in ("http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"):
+            env.pop(name, None)
+        env["http_proxy"] = f"http://127.0.0.1:{proxy.port}"
+        backend = azure_backend("far", 9, deployment="gpt-4o")
+        backend["url"] = "http://backend.invalid"
+        gw = start_gateway([backend], [{"name": "gpt-4o", "backend": "far"}], env=env)
+        r = gw_call(gw.port, "POST", az("gpt-4o"), chat_body())
+        assert r.status == 200, r
+        (seen,) = proxy.wait_requests(1)
+        assert seen.target.startswith("http://backend.invalid/openai/deployments/gpt-4o/"), seen
+    # Without it: straight to the (unresolvable) backend.
+    env.pop("http_proxy")
+    gw2 = start_gateway([backend], [{"name": "gpt-4o", "backend": "far"}], env=env)
+    r = gw_call(gw2.port, "POST", az("gpt-4o"), chat_body())
+    assert r.status == 502 and "backend.invalid" in r.body.decode(), r
