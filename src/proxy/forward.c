@@ -483,13 +483,14 @@ static void on_response(void *data, int status, const struct sl_http_header *hea
     size_t m = 0;
     uint64_t length = 0;
     bool has_length = false;
+    size_t scope = sl_proxy_connection_scope(headers, n);
     for (size_t i = 0; out && i < n; i++) {
         if (sl_str_eq_ci(headers[i].name, SL_STR("content-length")))
             has_length = sl_str_to_u64(headers[i].value, &length) == SL_OK;
         if (own_retry && (sl_str_eq_ci(headers[i].name, SL_STR("retry-after")) ||
                           sl_str_eq_ci(headers[i].name, SL_STR("retry-after-ms"))))
             continue;
-        if (!drop_response_header(headers[i].name, headers, n))
+        if (!drop_response_header(headers[i].name, headers, scope))
             out[m++] = headers[i];
     }
     if (out && own_retry) {

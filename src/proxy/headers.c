@@ -23,6 +23,14 @@ static bool listed_in(struct sl_str name, struct sl_str list)
     return false;
 }
 
+size_t sl_proxy_connection_scope(const struct sl_http_header *headers, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (sl_str_eq_ci(headers[i].name, SL_STR("connection")))
+            return n;
+    return 0;
+}
+
 bool sl_proxy_hop_by_hop(struct sl_str name, const struct sl_http_header *headers, size_t n)
 {
     static const struct sl_str hop[] = {

@@ -191,6 +191,9 @@ bool sl_proxy_name_is_sane(struct sl_str name);
 /* True for a header that only describes one hop: the standard ones, and
  * those named by a Connection header among headers[0..n) (headers.c). */
 bool sl_proxy_hop_by_hop(struct sl_str name, const struct sl_http_header *headers, size_t n);
+/* The n to pass to sl_proxy_hop_by_hop for each header of a message: n when the message has a
+ * Connection header, else 0 (so that checking every header is linear, not quadratic). */
+size_t sl_proxy_connection_scope(const struct sl_http_header *headers, size_t n);
 
 /* Choose a backend, send the call upstream and stream the answer back, retrying on
  * another backend while nothing went to the client (forward.c). */

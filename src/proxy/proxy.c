@@ -228,7 +228,8 @@ static char *build_url(struct sl_http_request *req, const struct sl_proxy_target
 }
 
 /* Request headers sluice replaces or must not pass on. */
-static bool drop_request_header(struct sl_str name, const struct sl_http_request_head *h)
+static bool drop_request_header(struct sl_str name, const struct sl_http_request_head *h,
+                                size_t scope)
 {
     static const struct sl_str drop[] = {
         SL_STR("host"),         SL_STR("content-length"), SL_STR("expect"),
@@ -238,7 +239,7 @@ static bool drop_request_header(struct sl_str name, const struct sl_http_request
     for (size_t i = 0; i < SL_ARRAY_LEN(drop); i++)
         if (sl_str_eq_ci(name, drop[i]))
             return true;
-    return sl_proxy_hop_by_hop(name, h->headers, h->n_headers);
+    return sl_proxy_hop_by_hop(name, h->headers, scope);
 }
 
 static int build_headers(struct sl_proxy_call *call)
@@ -249,8 +250,9 @@ static int build_headers(struct sl_proxy_call *call)
     struct sl_http_header *hs = sl_arena_alloc(req->arena, cap * sizeof(*hs));
     if (hs == NULL)
         return SL_ENOMEM;
+    size_t scope = sl_proxy_connection_scope(req->head.headers, req->head.n_headers);
     for (size_t i = 0; i < req->head.n_headers; i++)
-        if (!drop_request_header(req->head.headers[i].name, &req->head))
+        if (!drop_request_header(req->head.headers[i].name, &req->head, scope))
             hs[n++] = req->head.headers[i];
     hs[n++] = (struct sl_http_header){SL_STR("x-request-id"), sl_str_from_cstr(req->id)};
     if (b->api_key) {
