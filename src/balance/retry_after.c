@@ -146,17 +146,6 @@ static int two_digits(const char *p)
     return (p[0] - '0') * 10 + (p[1] - '0');
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil). */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    unsigned yoe = (unsigned)(y - era * 400);
-    unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
-
 int sl_balance_parse_http_date(struct sl_str s, uint64_t *unix_ms)
 {
     static const char days[] = "MonTueWedThuFriSatSun";
@@ -185,7 +174,7 @@ int sl_balance_parse_http_date(struct sl_str s, uint64_t *unix_ms)
     if (month == 1 && mday == 29 && !leap)
         return SL_EINVAL;
     int64_t secs =
-        days_from_civil(year, month + 1, (unsigned)mday) * 86400 + hh * 3600 + mm * 60 + ss;
+        sl_days_from_civil(year, month + 1, (unsigned)mday) * 86400 + hh * 3600 + mm * 60 + ss;
     /* Before 1970 is as much in the past as 1970 is. */
     *unix_ms = secs > 0 ? (uint64_t)secs * 1000 : 0;
     return SL_OK;

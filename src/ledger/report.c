@@ -65,17 +65,6 @@ static bool digits(const char *p, size_t n, unsigned *out)
     return true;
 }
 
-/* Days since 1970-01-01 of a civil date (proleptic Gregorian). */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    unsigned yoe = (unsigned)(y - era * 400);
-    unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
-
 static unsigned days_in_month(unsigned y, unsigned m)
 {
     static const unsigned days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
@@ -146,7 +135,7 @@ int sl_ledger_parse_time(struct sl_str s, uint64_t now_ms, uint64_t *out_ms)
     }
     if (sec == 60)
         sec = 59; /* a leap second reads as the second before it */
-    int64_t t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - offset_min * 60;
+    int64_t t = sl_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - offset_min * 60;
     if (t < 0)
         return SL_EINVAL;
     *out_ms = (uint64_t)t * 1000 + ms;

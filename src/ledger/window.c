@@ -16,30 +16,6 @@ static int64_t floor_div(int64_t a, int64_t b)
     return (a % b != 0 && a < 0) ? q - 1 : q;
 }
 
-/* Days since 1970-01-01 of y-m-d (m 1..12). */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    y -= m <= 2;
-    int64_t era = floor_div(y, 400);
-    unsigned yoe = (unsigned)(y - era * 400);
-    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
-
-static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
-{
-    z += 719468;
-    int64_t era = floor_div(z, 146097);
-    unsigned doe = (unsigned)(z - era * 146097);
-    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    unsigned mp = (5 * doy + 2) / 153;
-    *d = doy - (153 * mp + 2) / 5 + 1;
-    *m = mp < 10 ? mp + 3 : mp - 9;
-    *y = (int64_t)yoe + era * 400 + (*m <= 2);
-}
-
 struct sl_ledger_span sl_ledger_window_span(enum sl_budget_window w, uint64_t t_ms)
 {
     struct sl_ledger_span s;
@@ -54,10 +30,11 @@ struct sl_ledger_span sl_ledger_window_span(enum sl_budget_window w, uint64_t t_
     case SL_BUDGET_MONTH: {
         int64_t y;
         unsigned m, d;
-        civil_from_days(day, &y, &m, &d);
+        sl_civil_from_days(day, &y, &m, &d);
         s.n = (y - 1970) * 12 + (int64_t)m - 1;
-        s.start_ms = days_from_civil(y, m, 1) * DAY_MS;
-        s.end_ms = (m == 12 ? days_from_civil(y + 1, 1, 1) : days_from_civil(y, m + 1, 1)) * DAY_MS;
+        s.start_ms = sl_days_from_civil(y, m, 1) * DAY_MS;
+        s.end_ms =
+            (m == 12 ? sl_days_from_civil(y + 1, 1, 1) : sl_days_from_civil(y, m + 1, 1)) * DAY_MS;
         break;
     }
     case SL_BUDGET_DAY:
@@ -86,7 +63,7 @@ void sl_ledger_format_time(int64_t t_ms, char *out, size_t outlen)
     int64_t sec = floor_div(t_ms, 1000) - day * 86400;
     int64_t y;
     unsigned m, d;
-    civil_from_days(day, &y, &m, &d);
+    sl_civil_from_days(day, &y, &m, &d);
     snprintf(out, outlen, "%04lld-%02u-%02uT%02u:%02u:%02uZ", (long long)y, m, d,
              (unsigned)(sec / 3600), (unsigned)(sec / 60 % 60), (unsigned)(sec % 60));
 }
