@@ -826,7 +826,8 @@ static void walk_mapping(struct sl_cfg_load *ld, const struct sl_cfg_schema *sch
             states[fi].line = v->line;
             states[fi].col = v->col;
             convert(ld, f, obj, v, &states[fi]);
-            states[fi].failed = ld->n_problems != before;
+            /* An alias was reported when the tree was read: the field has no value. */
+            states[fi].failed = ld->n_problems != before || v->kind == SL_CFG_NODE_ALIAS;
         } else if (v->kind == SL_CFG_NODE_MAPPING) {
             struct sl_buf sub;
             sl_buf_init(&sub);
@@ -885,7 +886,12 @@ static bool load_object(struct sl_cfg_load *ld, const struct sl_cfg_schema *sche
         };
         schema->finish(obj, &chk);
     }
-    return ld->n_problems == before && !ld->err;
+    /* A field whose value was an alias (reported with the tree) has none: the object is
+     * not usable either, though nothing new was reported here. */
+    bool failed = false;
+    for (size_t i = 0; i < schema->n_fields; i++)
+        failed = failed || states[i].failed;
+    return ld->n_problems == before && !ld->err && !failed;
 }
 
 /* ---- finish callbacks' view ---- */
