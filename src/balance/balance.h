@@ -132,10 +132,14 @@ int sl_balance_retry_after(const struct sl_http_header *headers, size_t n, uint6
 void sl_balance_count_request(struct sl_balance *b, size_t route, uint64_t now_ms);
 bool sl_balance_take_retry(struct sl_balance *b, size_t route, uint64_t now_ms);
 
-/* True while the backend is open because of a 429 (throttled rather than failing). */
-bool sl_balance_throttled(struct sl_balance *b, size_t backend, uint64_t now_ms);
-/* When the backend's open period ends; 0 when it is not open now. */
-uint64_t sl_balance_reopens_at(struct sl_balance *b, size_t backend, uint64_t now_ms);
+/*
+ * How the pool members that pass q look now (sl_balance_choose's filter; q->tried is
+ * honoured, so pass NULL to see every member): *reopen_at, the soonest time one that is open
+ * reopens (0: none is open), and *throttled, whether one is open because of a 429 rather
+ * than failures. Decides a 429 or a 503, and its retry headers.
+ */
+void sl_balance_outlook(struct sl_balance *b, const struct sl_balance_query *q, uint64_t now_ms,
+                        uint64_t *reopen_at, bool *throttled);
 
 /* True when the route has a backend a request could be sent to now. */
 bool sl_balance_route_available(struct sl_balance *b, size_t route, uint64_t now_ms);

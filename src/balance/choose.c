@@ -17,8 +17,8 @@ enum {
     MEMBER_PROBE = 1 + SL_AVAIL_PROBE,
 };
 
-static bool eligible(const struct sl_config *cfg, const struct sl_config_route *r,
-                     const struct sl_balance_query *q, size_t bi)
+bool sl_balance_eligible(const struct sl_config *cfg, const struct sl_config_route *r,
+                         const struct sl_balance_query *q, size_t bi)
 {
     const char *geo = cfg->backends[bi].geography;
     if (q->only != SIZE_MAX && bi != q->only)
@@ -108,7 +108,7 @@ int sl_balance_choose(struct sl_balance_worker *w, const struct sl_balance_query
     for (size_t i = 0; i < r->n_pool; i++) {
         size_t bi = r->pool[i].backend_index;
         w->avail[i] = MEMBER_INELIGIBLE;
-        if (!eligible(cfg, r, q, bi))
+        if (!sl_balance_eligible(cfg, r, q, bi))
             continue;
         n_eligible++;
         uint64_t reopen = 0;
@@ -167,4 +167,24 @@ int sl_balance_choose(struct sl_balance_worker *w, const struct sl_balance_query
     if (retry_at)
         *retry_at = SL_MAX(soonest, now_ms);
     return SL_EAGAIN;
+}
+
+void sl_balance_outlook(struct sl_balance *b, const struct sl_balance_query *q, uint64_t now_ms,
+                        uint64_t *reopen_at, bool *throttled)
+{
+    const struct sl_config_route *r = &b->cfg->routes[q->route];
+    *reopen_at = 0;
+    *throttled = false;
+    for (size_t m = 0; m < r->n_pool; m++) {
+        size_t bi = r->pool[m].backend_index;
+        if (!sl_balance_eligible(b->cfg, r, q, bi))
+            continue;
+        uint64_t w = atomic_load_explicit(&b->backends[bi].circuit, memory_order_acquire);
+        uint64_t until = SL_CIRCUIT_UNTIL(w);
+        if (SL_CIRCUIT_MODE(w) == SL_CIRCUIT_CLOSED || until <= now_ms)
+            continue;
+        *throttled = *throttled || SL_CIRCUIT_MODE(w) == SL_CIRCUIT_THROTTLED;
+        if (*reopen_at == 0 || until < *reopen_at)
+            *reopen_at = until;
+    }
 }

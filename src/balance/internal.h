@@ -111,6 +111,10 @@ struct sl_balance_worker {
     uint64_t *reopen;     /* owned: max_pool scratch for sl_balance_choose */
 };
 
+/* choose.c: does backend bi of route r pass q (and the route's own geographies)? */
+bool sl_balance_eligible(const struct sl_config *cfg, const struct sl_config_route *r,
+                         const struct sl_balance_query *q, size_t bi);
+
 /* circuit.c */
 void sl_balance_backend_init(struct sl_balance_backend *be);
 void sl_balance_backend_dispose(struct sl_balance_backend *be);

@@ -11,9 +11,6 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Clients are told to come back within this (what LangChain and the SDKs honour). */
-#define MAX_CLIENT_RETRY_AFTER_MS 60000
-
 static uint64_t now_ms(const struct sl_proxy_call *call)
 {
     return uv_now(sl_http_request_loop(call->req));
@@ -22,13 +19,13 @@ static uint64_t now_ms(const struct sl_proxy_call *call)
 static void refuse(struct sl_proxy_call *call, const char *code, const char *msg, uint64_t retry_ms,
                    const struct sl_limit_status *st)
 {
-    char ms[24], secs[24], rr[24], rt[24];
+    char rr[24], rt[24];
     struct sl_http_header hs[4];
+    struct sl_proxy_retry r;
+    sl_proxy_retry_headers(&r, retry_ms);
     size_t n = 0;
-    snprintf(ms, sizeof(ms), "%llu", (unsigned long long)retry_ms);
-    snprintf(secs, sizeof(secs), "%llu", (unsigned long long)((retry_ms + 999) / 1000));
-    hs[n++] = (struct sl_http_header){SL_STR("retry-after-ms"), sl_str_from_cstr(ms)};
-    hs[n++] = (struct sl_http_header){SL_STR("Retry-After"), sl_str_from_cstr(secs)};
+    hs[n++] = r.h[0];
+    hs[n++] = r.h[1];
     if (st && st->remaining_requests != UINT64_MAX) {
         snprintf(rr, sizeof(rr), "%llu", (unsigned long long)st->remaining_requests);
         hs[n++] =
@@ -73,11 +70,11 @@ bool sl_proxy_admit(struct sl_proxy_call *call)
     if (sl_limiter_admit(call->conf->limiter, client, route, call->estimate, now_ms(call),
                          &call->ticket, &st) == SL_OK)
         return true;
-    bool never = st.retry_after_ms >= MAX_CLIENT_RETRY_AFTER_MS &&
+    bool never = st.retry_after_ms >= SL_PROXY_MAX_RETRY_AFTER_MS &&
                  (strcmp(st.which, "tpm") == 0 || strcmp(st.which, "route tpm") == 0) &&
                  st.remaining_tokens != UINT64_MAX;
     uint64_t wait =
-        SL_MIN(st.retry_after_ms ? st.retry_after_ms : 1, (uint64_t)MAX_CLIENT_RETRY_AFTER_MS);
+        SL_MIN(st.retry_after_ms ? st.retry_after_ms : 1, (uint64_t)SL_PROXY_MAX_RETRY_AFTER_MS);
     snprintf(msg, sizeof(msg), "client %s is over its %s; retry after %llu ms%s", cl->name,
              limit_words(st.which), (unsigned long long)wait,
              never ? " (a request this large, about its prompt plus max_tokens, may not fit "

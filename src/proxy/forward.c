@@ -20,10 +20,6 @@
 #include <string.h>
 #include <time.h>
 
-/* Clients are told to come back within this, whatever the backends said (LangChain and
- * the OpenAI SDKs give up on longer waits). */
-#define MAX_CLIENT_RETRY_AFTER_MS 60000
-
 /* Response headers sluice sets itself, or that only describe the backend's hop. */
 static bool drop_response_header(struct sl_str name, const struct sl_http_header *all, size_t n)
 {
@@ -97,20 +93,44 @@ static bool leave(struct sl_proxy_call *call)
     return false;
 }
 
-/* The backends of the route: the query for the next attempt. */
-static int choose(struct sl_proxy_call *call, size_t only, uint64_t *retry_at)
+/* The backends of the route the call may use: only that one when only is not SIZE_MAX, and
+ * none of those in tried. */
+static struct sl_balance_query query_of(const struct sl_proxy_call *call, size_t only,
+                                        const uint64_t *tried)
 {
-    struct sl_balance_query q = {
+    return (struct sl_balance_query){
         .route = route_index(call),
-        .tried = call->tried,
+        .tried = tried,
         .allowed = call->client->backend_allow,
         .geographies = call->geographies,
         .n_geographies = call->n_geographies,
         .region = call->region,
         .only = only,
     };
+}
+
+/* The backend for the next attempt. */
+static int choose(struct sl_proxy_call *call, size_t only, uint64_t *retry_at)
+{
+    struct sl_balance_query q = query_of(call, only, call->tried);
     return sl_balance_choose(call->conf->picks[call->worker->index], &q, now_ms(call), &call->pick,
                              retry_at);
+}
+
+/*
+ * Over every backend the call may use, those already tried included: the soonest time one
+ * reopens, into *reopen_at (own_reopen counts too: the backend that just throttled, whose
+ * report may not show yet; 0 for none), and whether one is throttled rather than failing
+ * (a 429 for the client, not a 503).
+ */
+static bool outlook(const struct sl_proxy_call *call, uint64_t own_reopen, uint64_t *reopen_at)
+{
+    struct sl_balance_query q = query_of(call, call->pinned, NULL);
+    bool throttled = false;
+    sl_balance_outlook(balance_of(call), &q, now_ms(call), reopen_at, &throttled);
+    if (own_reopen && (*reopen_at == 0 || own_reopen < *reopen_at))
+        *reopen_at = own_reopen;
+    return throttled;
 }
 
 /* "eu, us" for messages. */
@@ -118,35 +138,6 @@ static void append_geographies(struct sl_buf *b, const struct sl_proxy_call *cal
 {
     for (size_t i = 0; i < call->n_geographies; i++)
         sl_buf_appendf(b, "%s%s", i ? ", " : "", call->geographies[i]);
-}
-
-/* May backend b serve the call at all (pinning, geographies)? */
-static bool eligible(const struct sl_proxy_call *call, size_t b)
-{
-    const uint64_t *allowed = call->client->backend_allow;
-    if (allowed && !((allowed[b / 64] >> (b % 64)) & 1))
-        return false;
-    if (call->pinned != SIZE_MAX)
-        return call->pinned == b;
-    if (call->n_geographies == 0)
-        return true;
-    const char *g = call->cfg->backends[b].geography;
-    for (size_t i = 0; g && i < call->n_geographies; i++)
-        if (strcmp(g, call->geographies[i]) == 0)
-            return true;
-    return false;
-}
-
-/* Is a backend the request could use throttled (rather than failing)? Decides 429 or 503. */
-static bool any_throttled(const struct sl_proxy_call *call, uint64_t now)
-{
-    const struct sl_config_route *r = call->route;
-    for (size_t m = 0; m < r->n_pool; m++) {
-        size_t b = r->pool[m].backend_index;
-        if (eligible(call, b) && sl_balance_throttled(balance_of(call), b, now))
-            return true;
-    }
-    return false;
 }
 
 /*
@@ -183,9 +174,10 @@ static void respond_unavailable(struct sl_proxy_call *call, int err, uint64_t re
         finish_error(call, 503, "ServiceUnavailable", msg, NULL, 0);
         return;
     }
-    bool throttled = any_throttled(call, now);
+    uint64_t ignored;
+    bool throttled = outlook(call, 0, &ignored);
     uint64_t wait = retry_at > now ? retry_at - now : 1;
-    wait = SL_MIN(wait, (uint64_t)MAX_CLIENT_RETRY_AFTER_MS);
+    wait = SL_MIN(wait, (uint64_t)SL_PROXY_MAX_RETRY_AFTER_MS);
     if (holder)
         snprintf(msg, sizeof(msg),
                  "backend %s, which holds the object this request names, is %s; retry after %llu "
@@ -196,15 +188,10 @@ static void respond_unavailable(struct sl_proxy_call *call, int err, uint64_t re
                  in, throttled ? "throttled or unavailable" : "failing or unavailable",
                  (unsigned long long)wait);
     sl_buf_dispose(&where);
-    char ms[24], secs[24];
-    snprintf(ms, sizeof(ms), "%llu", (unsigned long long)wait);
-    snprintf(secs, sizeof(secs), "%llu", (unsigned long long)((wait + 999) / 1000));
-    struct sl_http_header hs[] = {
-        {SL_STR("retry-after-ms"), sl_str_from_cstr(ms)},
-        {SL_STR("Retry-After"), sl_str_from_cstr(secs)},
-    };
-    finish_error(call, throttled ? 429 : 503, throttled ? "429" : "ServiceUnavailable", msg, hs,
-                 SL_ARRAY_LEN(hs));
+    struct sl_proxy_retry r;
+    sl_proxy_retry_headers(&r, wait);
+    finish_error(call, throttled ? 429 : 503, throttled ? "429" : "ServiceUnavailable", msg, r.h,
+                 SL_ARRAY_LEN(r.h));
 }
 
 static const struct sl_upstream_callbacks callbacks;
@@ -287,22 +274,6 @@ static bool may_retry(const struct sl_proxy_call *call, enum sl_balance_outcome 
     return true;
 }
 
-/* The soonest time a backend of the pool the request may use reopens (own_reopen: the one
- * that just throttled, whose report may not show yet). */
-static uint64_t soonest_reopen(const struct sl_proxy_call *call, uint64_t own_reopen)
-{
-    uint64_t now = now_ms(call), soonest = own_reopen;
-    const struct sl_config_route *r = call->route;
-    for (size_t m = 0; m < r->n_pool; m++) {
-        if (!eligible(call, r->pool[m].backend_index))
-            continue;
-        uint64_t at = sl_balance_reopens_at(balance_of(call), r->pool[m].backend_index, now);
-        if (at && (soonest == 0 || at < soonest))
-            soonest = at;
-    }
-    return soonest;
-}
-
 enum retry_result {
     RETRY_STARTED,     /* a new attempt runs on another backend */
     RETRY_ANSWERED,    /* the client got an answer (a 429/503 of ours, or an error) */
@@ -337,7 +308,8 @@ static enum retry_result retry(struct sl_proxy_call *call, enum sl_balance_outco
         /* Every backend was tried and the last one throttled too: the call waits for the
          * soonest of them to reopen, when the queue takes it; otherwise the client is told
          * that time (a lone backend's own 429 goes on as it is, with that time). */
-        uint64_t at = soonest_reopen(call, own_reopen);
+        uint64_t at = 0;
+        outlook(call, own_reopen, &at);
         struct sl_upstream_xfer *xfer = call->xfer;
         call->xfer = NULL;
         if (sl_proxy_queue_wait(call, at) == SL_OK) {
@@ -472,12 +444,12 @@ static void on_response(void *data, int status, const struct sl_http_header *hea
      * reopens, within 60 s (what clients honour), not what this one backend asked: unless the
      * request is pinned to it, when its own word is the one that counts. */
     bool own_retry = outcome == SL_BALANCE_THROTTLED && call->pinned == SIZE_MAX;
-    char wait_ms[24] = "", wait_s[24] = "";
+    struct sl_proxy_retry retry;
     if (own_retry) {
-        uint64_t at = soonest_reopen(call, 0), wait = at > now ? at - now : 1;
-        wait = SL_MIN(wait, (uint64_t)MAX_CLIENT_RETRY_AFTER_MS);
-        snprintf(wait_ms, sizeof(wait_ms), "%llu", (unsigned long long)wait);
-        snprintf(wait_s, sizeof(wait_s), "%llu", (unsigned long long)((wait + 999) / 1000));
+        uint64_t at = 0;
+        outlook(call, 0, &at);
+        uint64_t wait = at > now ? at - now : 1;
+        sl_proxy_retry_headers(&retry, SL_MIN(wait, (uint64_t)SL_PROXY_MAX_RETRY_AFTER_MS));
     }
     struct sl_http_header *out = sl_arena_alloc(req->arena, (n + 3) * sizeof(*out));
     size_t m = 0;
@@ -494,8 +466,8 @@ static void on_response(void *data, int status, const struct sl_http_header *hea
             out[m++] = headers[i];
     }
     if (out && own_retry) {
-        out[m++] = (struct sl_http_header){SL_STR("retry-after-ms"), sl_str_from_cstr(wait_ms)};
-        out[m++] = (struct sl_http_header){SL_STR("Retry-After"), sl_str_from_cstr(wait_s)};
+        out[m++] = retry.h[0];
+        out[m++] = retry.h[1];
     }
     if (out && call->cfg->backend_header)
         out[m++] = (struct sl_http_header){SL_STR("x-sluice-backend"),

@@ -1,6 +1,8 @@
-/* Which headers describe one hop only, and so are never forwarded (RFC 9110 §7.6.1). */
+/* Headers the proxy filters or writes: hop-by-hop ones (RFC 9110 §7.6.1), never forwarded; the
+ * retry headers of its own refusals. */
 #include "proxy/internal.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static bool listed_in(struct sl_str name, struct sl_str list)
@@ -47,4 +49,12 @@ bool sl_proxy_hop_by_hop(struct sl_str name, const struct sl_http_header *header
             listed_in(name, headers[i].value))
             return true;
     return false;
+}
+
+void sl_proxy_retry_headers(struct sl_proxy_retry *r, uint64_t wait_ms)
+{
+    snprintf(r->ms, sizeof(r->ms), "%llu", (unsigned long long)wait_ms);
+    snprintf(r->secs, sizeof(r->secs), "%llu", (unsigned long long)((wait_ms + 999) / 1000));
+    r->h[0] = (struct sl_http_header){SL_STR("retry-after-ms"), sl_str_from_cstr(r->ms)};
+    r->h[1] = (struct sl_http_header){SL_STR("Retry-After"), sl_str_from_cstr(r->secs)};
 }

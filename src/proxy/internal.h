@@ -188,6 +188,18 @@ int sl_proxy_classify(struct sl_str path, struct sl_proxy_target *t);
 /* A deployment name a route could have: 1..128 of [A-Za-z0-9._-], not "." or "..". */
 bool sl_proxy_name_is_sane(struct sl_str name);
 
+/* Clients are told to come back within this, whatever the backends said (LangChain and the
+ * OpenAI SDKs give up on longer waits). */
+#define SL_PROXY_MAX_RETRY_AFTER_MS 60000
+
+/* The retry headers of a refusal: `retry-after-ms` and `Retry-After` (whole seconds, rounded
+ * up) for a wait of wait_ms; h's values live in the struct (headers.c). */
+struct sl_proxy_retry {
+    char ms[24], secs[24];
+    struct sl_http_header h[2];
+};
+void sl_proxy_retry_headers(struct sl_proxy_retry *r, uint64_t wait_ms);
+
 /* True for a header that only describes one hop: the standard ones, and
  * those named by a Connection header among headers[0..n) (headers.c). */
 bool sl_proxy_hop_by_hop(struct sl_str name, const struct sl_http_header *headers, size_t n);

@@ -57,10 +57,14 @@ static void test_throttled(void **state)
     assert_int_equal(retry_at, 4000);
     /* A 429 is no failure. */
     assert_int_equal(atomic_load(&f.b->backends[0].failures), 0);
-    assert_true(sl_balance_throttled(f.b, 0, 3999));
-    assert_int_equal(sl_balance_reopens_at(f.b, 0, 3999), 4000);
-    assert_false(sl_balance_throttled(f.b, 0, 4000));
-    assert_int_equal(sl_balance_reopens_at(f.b, 0, 4000), 0);
+    uint64_t reopen = 0;
+    bool throttled = false;
+    sl_balance_outlook(f.b, &q, 3999, &reopen, &throttled);
+    assert_true(throttled);
+    assert_int_equal(reopen, 4000);
+    sl_balance_outlook(f.b, &q, 4000, &reopen, &throttled);
+    assert_false(throttled);
+    assert_int_equal(reopen, 0);
     /* Then straight back to closed, no trial. */
     assert_int_equal(state_of(&f, "a", 4000), SL_BALANCE_CLOSED);
     choose_ok(&f, &q, 4000, &p1);
@@ -123,8 +127,12 @@ static void test_failures_and_back_off(void **state)
     attempt(&f, 0, 1000, SL_BALANCE_FAILURE, 500, 0);
     assert_int_equal(state_of(&f, "a", 1000), SL_BALANCE_OPEN);
     /* Failing, not throttled. */
-    assert_false(sl_balance_throttled(f.b, 0, 1000));
-    assert_int_equal(sl_balance_reopens_at(f.b, 0, 1000), 2000);
+    uint64_t reopen = 0;
+    bool throttled = true;
+    struct sl_balance_query q = query(0);
+    sl_balance_outlook(f.b, &q, 1000, &reopen, &throttled);
+    assert_false(throttled);
+    assert_int_equal(reopen, 2000);
 
     /* open_time 1 s, then one trial; it fails: 2 s, fails: 3 s (capped, not 4). */
     take_trial(&f, 2000, &probe, true);
