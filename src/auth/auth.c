@@ -180,13 +180,10 @@ static bool verify_hs256(const char *secret, const struct sl_jwt *j)
 static void append_time(struct sl_buf *b, double t)
 {
     if (t >= 0 && t < 253402300800.0) {
-        time_t tt = (time_t)t;
-        struct tm tm;
-        char s[32];
-        if (gmtime_r(&tt, &tm) && strftime(s, sizeof(s), "%Y-%m-%dT%H:%M:%SZ", &tm)) {
-            sl_buf_appendf(b, "%s", s);
-            return;
-        }
+        char s[40];
+        sl_clock_format((int64_t)t * 1000, false, s, sizeof(s));
+        sl_buf_appendf(b, "%s", s);
+        return;
     }
     sl_buf_appendf(b, "%.0f", t);
 }

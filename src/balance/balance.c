@@ -172,15 +172,12 @@ bool sl_balance_ready(struct sl_balance *b, uint64_t now_ms, struct sl_buf *down
 
 /* ---- /sluice/status ---- */
 
-/* Unix ms as RFC 3339 UTC with milliseconds, like sl_clock_rfc3339 (which only does now). */
+/* Unix ms as a JSON string, RFC 3339 UTC with milliseconds. */
 static int append_time(struct sl_buf *out, uint64_t unix_ms)
 {
-    time_t sec = (time_t)(unix_ms / 1000);
-    struct tm tm;
-    char when[32];
-    if (gmtime_r(&sec, &tm) == NULL || strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
-        return sl_buf_append(out, "null", 4);
-    return sl_buf_appendf(out, "\"%s.%03uZ\"", when, (unsigned)(unix_ms % 1000));
+    char when[40];
+    sl_clock_format((int64_t)unix_ms, true, when, sizeof(when));
+    return sl_buf_appendf(out, "\"%s\"", when);
 }
 
 /* s as a JSON string, or null. */

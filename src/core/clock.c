@@ -43,6 +43,20 @@ void sl_civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
     *y = (int64_t)yoe + era * 400 + (*m <= 2);
 }
 
+void sl_clock_format(int64_t unix_ms, bool millis, char *out, size_t outlen)
+{
+    int64_t day = floor_div(unix_ms, 86400000), ms = unix_ms - day * 86400000;
+    int64_t y;
+    unsigned m, d, sec = (unsigned)(ms / 1000);
+    sl_civil_from_days(day, &y, &m, &d);
+    if (millis)
+        snprintf(out, outlen, "%04lld-%02u-%02uT%02u:%02u:%02u.%03uZ", (long long)y, m, d,
+                 sec / 3600, sec / 60 % 60, sec % 60, (unsigned)(ms % 1000));
+    else
+        snprintf(out, outlen, "%04lld-%02u-%02uT%02u:%02u:%02uZ", (long long)y, m, d, sec / 3600,
+                 sec / 60 % 60, sec % 60);
+}
+
 uint64_t sl_clock_unix_ms(void)
 {
     struct timespec ts;

@@ -92,6 +92,9 @@ uint64_t sl_clock_mono_us(void);
 /* Days since 1970-01-01 of the proleptic Gregorian date y-m-d (m 1..12), and back. */
 int64_t sl_days_from_civil(int64_t y, unsigned m, unsigned d);
 void sl_civil_from_days(int64_t days, int64_t *y, unsigned *m, unsigned *d);
+/* unix_ms as RFC 3339 UTC: "2026-11-26T06:10:00Z", or with millis "2026-11-26T06:10:00.123Z"
+ * (out: at least 32 bytes). */
+void sl_clock_format(int64_t unix_ms, bool millis, char *out, size_t outlen);
 /* Wall-clock milliseconds since the Unix epoch. */
 uint64_t sl_clock_unix_ms(void);
 /* RFC 3339 UTC time with milliseconds, e.g. 2026-01-02T03:04:05.678Z; out >= 32 bytes. */

@@ -44,8 +44,8 @@ static double share_used(const struct sl_ledger_alert *a)
 static int alert_json(const struct sl_ledger_alert *a, uint64_t now_ms, struct sl_buf *b)
 {
     char start[32], now[32], used[32], limit[32];
-    sl_ledger_format_time(a->window_start_ms, start, sizeof(start));
-    sl_ledger_format_time((int64_t)now_ms, now, sizeof(now));
+    sl_clock_format(a->window_start_ms, false, start, sizeof(start));
+    sl_clock_format((int64_t)now_ms, false, now, sizeof(now));
     int err = sl_buf_append_str(b, SL_STR("{\"type\":\"budget_alert\",\"client\":\""));
     if (err == SL_OK)
         err = sl_buf_append_json_escaped(b, sl_str_from_cstr(a->client));
@@ -122,7 +122,7 @@ fail:
 void sl_ledger_alert_send(struct sl_ledger *l, const struct sl_ledger_alert *a, uint64_t now_ms)
 {
     char start[32], tokens[64] = "", money[96] = "";
-    sl_ledger_format_time(a->window_start_ms, start, sizeof(start));
+    sl_clock_format(a->window_start_ms, false, start, sizeof(start));
     atomic_fetch_add_explicit(&l->alerts_sent, 1, memory_order_relaxed);
     if (a->limit_tokens != 0)
         snprintf(tokens, sizeof(tokens), "; %llu of %llu tokens",

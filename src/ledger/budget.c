@@ -270,7 +270,7 @@ int sl_ledger_budget_check(struct sl_ledger *l, const struct sl_config_client *c
                 snprintf(amount, sizeof(amount), "%llu tokens", (unsigned long long)bg->tokens);
             else
                 format_money(bg->cost, amount, sizeof(amount));
-            sl_ledger_format_time(span.end_ms, reset, sizeof(reset));
+            sl_clock_format(span.end_ms, false, reset, sizeof(reset));
             refusal->budget = b;
             refusal->resets_unix_s = (uint64_t)(span.end_ms / 1000);
             snprintf(refusal->message, sizeof(refusal->message),

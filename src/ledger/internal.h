@@ -54,8 +54,6 @@ struct sl_ledger_span {
 struct sl_ledger_span sl_ledger_window_span(enum sl_budget_window w, uint64_t t_ms);
 const char *sl_ledger_window_name(enum sl_budget_window w);      /* "day" */
 const char *sl_ledger_window_adjective(enum sl_budget_window w); /* "daily" */
-/* RFC 3339 UTC, seconds precision: "2026-11-27T00:00:00Z"; out >= 24 bytes. */
-void sl_ledger_format_time(int64_t t_ms, char *out, size_t outlen);
 
 /* ---- budgets ---- */
 /* What one client used in one window. Two per window kind, by the window number's parity,

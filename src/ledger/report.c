@@ -317,12 +317,9 @@ static int acc_add(struct acc *a, sqlite3_stmt *st)
 
 static void append_time(struct sl_buf *out, const char *name, uint64_t ms)
 {
-    time_t secs = (time_t)(ms / 1000);
-    struct tm tm;
-    char when[32] = "";
-    gmtime_r(&secs, &tm);
-    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
-    sl_buf_appendf(out, "\"%s\":\"%s.%03lluZ\"", name, when, (unsigned long long)(ms % 1000));
+    char when[40];
+    sl_clock_format((int64_t)ms, true, when, sizeof(when));
+    sl_buf_appendf(out, "\"%s\":\"%s\"", name, when);
 }
 
 /* One integer from a one-row query: SQLITE_OK and *out, or the error. */

@@ -56,14 +56,3 @@ const char *sl_ledger_window_adjective(enum sl_budget_window w)
 {
     return w == SL_BUDGET_WEEK ? "weekly" : w == SL_BUDGET_MONTH ? "monthly" : "daily";
 }
-
-void sl_ledger_format_time(int64_t t_ms, char *out, size_t outlen)
-{
-    int64_t day = floor_div(t_ms, DAY_MS);
-    int64_t sec = floor_div(t_ms, 1000) - day * 86400;
-    int64_t y;
-    unsigned m, d;
-    sl_civil_from_days(day, &y, &m, &d);
-    snprintf(out, outlen, "%04lld-%02u-%02uT%02u:%02u:%02uZ", (long long)y, m, d,
-             (unsigned)(sec / 3600), (unsigned)(sec / 60 % 60), (unsigned)(sec % 60));
-}

@@ -138,6 +138,19 @@ static void test_clock(void **state)
     assert_int_equal(when[23], 'Z');
     uint64_t t1 = sl_clock_mono_us(), t2 = sl_clock_mono_us();
     assert_true(t2 >= t1);
+    /* Any time, not just now; leap days and the epoch itself included. */
+    sl_clock_format(0, false, when, sizeof(when));
+    assert_string_equal(when, "1970-01-01T00:00:00Z");
+    sl_clock_format(1709210096789, true, when, sizeof(when));
+    assert_string_equal(when, "2024-02-29T12:34:56.789Z");
+    sl_clock_format(1795665162000, false, when, sizeof(when));
+    assert_string_equal(when, "2026-11-26T03:52:42Z");
+    /* Civil dates round-trip. */
+    int64_t y;
+    unsigned m, d;
+    sl_civil_from_days(sl_days_from_civil(2000, 2, 29), &y, &m, &d);
+    assert_true(y == 2000 && m == 2 && d == 29);
+    assert_int_equal(sl_days_from_civil(1970, 1, 1), 0);
 }
 
 static void test_strerror(void **state)

@@ -11,8 +11,8 @@ static void expect_span(enum sl_budget_window w, uint64_t t, const char *start, 
 {
     char s[32], e[32];
     struct sl_ledger_span span = sl_ledger_window_span(w, t);
-    sl_ledger_format_time(span.start_ms, s, sizeof(s));
-    sl_ledger_format_time(span.end_ms, e, sizeof(e));
+    sl_clock_format(span.start_ms, false, s, sizeof(s));
+    sl_clock_format(span.end_ms, false, e, sizeof(e));
     assert_string_equal(s, start);
     assert_string_equal(e, end);
     /* The window holds t, and its number moves by one at the end. */
